@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * connectors.c — the list of connector classes linked into this build.
+ * A new connector adds one line here (and its directory to meson.build).
+ */
+#include "connectors/connectors.h"
+
+#include "connectors/test/conn-test.h"
+#include "vps/connector.h"
+
+void
+vps_connectors_register_all (void)
+{
+  static const VpsConnectorClass *const classes[] = {
+    &conn_test_class,
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (classes); i++)
+    vps_connector_registry_add (classes[i]);
+}

@@ -1,0 +1,77 @@
+# SPDX-License-Identifier: MIT
+"""A tiny TAP producer for the integration tests (meson protocol 'tap').
+
+Each test is a function; a failed assertion or an exception fails that test
+only.  Temporary directories are removed and every process started through
+`spawn` is stopped at the end, whatever happened.
+"""
+import os, shutil, signal, subprocess, sys, tempfile, time, traceback
+
+_procs = []
+_dirs = []
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="vps-test-")
+    _dirs.append(d)
+    return d
+
+def spawn(cmd, **kw):
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    _procs.append(p)
+    return p
+
+_pending = {}
+
+def wait_for_line(p, needle, timeout=10):
+    """Read p's output until a line containing needle; returns the lines read.
+
+    Reads the pipe with os.read and keeps unconsumed lines per process: a
+    buffered readline would hide lines already read from select()."""
+    import selectors
+    fd = p.stdout.fileno()
+    buf = _pending.setdefault(fd, bytearray())
+    lines = []
+    deadline = time.time() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    try:
+        while True:
+            while b"\n" in buf:
+                i = buf.index(b"\n")
+                line = buf[:i].decode("utf-8", "replace")
+                del buf[:i + 1]
+                lines.append(line)
+                if needle in line:
+                    return lines
+            left = deadline - time.time()
+            if left <= 0 or not sel.select(timeout=left):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf.extend(chunk)
+    finally:
+        sel.close()
+    raise AssertionError(f"no line with {needle!r} within {timeout}s; got: {lines[-20:]}")
+
+def run(tests):
+    print(f"1..{len(tests)}", flush=True)
+    failed = 0
+    try:
+        for n, t in enumerate(tests, 1):
+            try:
+                t()
+                print(f"ok {n} {t.__name__}", flush=True)
+            except Exception:
+                failed += 1
+                print(f"not ok {n} {t.__name__}", flush=True)
+                for line in traceback.format_exc().splitlines():
+                    print("# " + line, flush=True)
+    finally:
+        for p in _procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for d in _dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * vpsd — the policy server.
+ *
+ *   vpsd -c FILE [--check]
+ *
+ * Loads the configuration and the rule file, refuses to start on any error
+ * (exit 1, the error on stderr as FILE:LINE...), and with --check stops
+ * there (exit 0).  Otherwise it runs in the foreground: SIGHUP reloads (a
+ * bad new rule file is refused and logged, the old one stays), SIGTERM and
+ * SIGINT stop accepting and drain.  The front ends (milter, policy, gRPC)
+ * attach to the worker threads as their issues land.
+ */
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "connectors/connectors.h"
+#include "vps/daemon.h"
+#include "vps/log.h"
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL;
+  gboolean check = FALSE;
+  gboolean version = FALSE;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (VpsDaemon) daemon = NULL;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
+    { "check", 0, 0, G_OPTION_ARG_NONE, &check, "Validate configuration and rules, then exit",
+      NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
+    { NULL },
+  };
+
+  setlocale (LC_ALL, "");
+  context = g_option_context_new ("- the vps policy server");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      fprintf (stderr, "vpsd: %s\n", error->message);
+      return 2;
+    }
+  if (version)
+    {
+      printf ("vpsd %s\n", VPS_VERSION);
+      return 0;
+    }
+  if (config_path == NULL)
+    {
+      fprintf (stderr, "vpsd: -c FILE is required\n");
+      return 2;
+    }
+
+  vps_connectors_register_all ();
+  daemon = vps_daemon_new ("vpsd", config_path);
+  if (!vps_daemon_load (daemon, &error))
+    {
+      fprintf (stderr, "vpsd: %s\n", error->message);
+      return 1;
+    }
+  if (check)
+    {
+      printf ("vpsd: %s: OK\n", config_path);
+      return 0;
+    }
+  vps_daemon_start_workers (daemon);
+  return vps_daemon_run (daemon);
+}

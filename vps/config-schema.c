@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * config-schema.c — the static schema of vps.conf: every group, every key,
+ * its type, range, default and help text, and the value parsers every key
+ * type shares.  config.c does the reading; this file says what is allowed.
+ *
+ * Contract: vps_config_schema_find() returns the definition of a key or
+ * NULL; vps_config_value_parse() turns one value (already unescaped by
+ * GKeyFile) into its normalised form, or fails with a short reason that
+ * config.c prefixes with "FILE:LINE: [group] key: ".  docs/config.md
+ * mirrors this table: change both together.
+ */
+#include "vps/config-private.h"
+
+#include <string.h>
+
+#define SEC(n) ((gint64)(n)*1000)
+#define DAY SEC (86400)
+#define KIB ((gint64)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+static const char *const log_targets[] = { "stderr", "syslog", "journal", NULL };
+static const char *const log_levels[] = { "debug", "info", "notice", "warning", "error", NULL };
+static const char *const no_opinions[] = { "accept", "dunno", NULL };
+static const char *const on_errors[]
+    = { "continue", "accept", "reject", "tempfail", "discard", "quarantine", NULL };
+
+/* Groups with a fixed key set.  [export] has free keys (NAME = directory)
+ * and [connector NAME] has common keys plus keys the connector class checks. */
+static const char *const fixed_groups[] = {
+  "vpsd",       "milter", "policy", "grpc",  "tls",      "limits", "log",
+  "quarantine", "export", "vsmtpd", "queue", "delivery", "dns",    NULL,
+};
+
+/* clang-format off */
+static const VpsConfigKeyDef schema[] = {
+  /* group, key, type, default, min, max, choices, help */
+  { "vpsd", "rules", VPS_CFG_PATH, "rules.vsl", 0, 0, NULL, "the rule file" },
+  { "vpsd", "workers", VPS_CFG_INT, "0", 0, 1024, NULL, "worker threads, 0 = one per CPU core" },
+  { "vpsd", "user", VPS_CFG_STRING, NULL, 0, 0, NULL, "user to run as after binding" },
+  { "vpsd", "group", VPS_CFG_STRING, NULL, 0, 0, NULL, "group to run as after binding" },
+  { "vpsd", "drain_timeout", VPS_CFG_DURATION, "30s", 0, SEC (3600), NULL,
+    "on SIGTERM, how long sessions in flight may finish" },
+
+  { "milter", "listen", VPS_CFG_SOCKET, "inet:127.0.0.1:10030", 0, 0, NULL,
+    "milter listener: inet:HOST:PORT or unix:/path" },
+  { "milter", "connect_timeout", VPS_CFG_DURATION, "10s", 1, DAY, NULL,
+    "time allowed for the MTA's first command" },
+  { "milter", "command_timeout", VPS_CFG_DURATION, "30s", 1, DAY, NULL,
+    "time allowed between two commands of the MTA" },
+  { "milter", "content_timeout", VPS_CFG_DURATION, "300s", 1, DAY, NULL,
+    "time allowed for the message content and end of message" },
+  { "milter", "max_sessions", VPS_CFG_INT, "1000", 0, 1000000, NULL,
+    "concurrent milter connections, 0 = unlimited" },
+
+  { "policy", "listen", VPS_CFG_SOCKET, "inet:127.0.0.1:10031", 0, 0, NULL,
+    "policy delegation listener: inet:HOST:PORT or unix:/path" },
+  { "policy", "timeout", VPS_CFG_DURATION, "300s", 1, DAY, NULL,
+    "idle time before a policy connection is closed" },
+  { "policy", "no_opinion", VPS_CFG_ENUM, "dunno", 0, 0, no_opinions,
+    "action sent when the rules decide nothing" },
+
+  { "grpc", "listen", VPS_CFG_HOSTPORT, "127.0.0.1:10032", 0, 0, NULL, "gRPC listener HOST:PORT" },
+  { "grpc", "tls_cert", VPS_CFG_PATH, NULL, 0, 0, NULL, "server certificate (PEM); TLS when set" },
+  { "grpc", "tls_key", VPS_CFG_PATH, NULL, 0, 0, NULL, "private key of tls_cert (PEM)" },
+  { "grpc", "tls_client_ca", VPS_CFG_PATH, NULL, 0, 0, NULL,
+    "CA bundle; when set, clients must present a certificate it signed" },
+  { "grpc", "admin_listen", VPS_CFG_HOSTPORT, NULL, 0, 0, NULL,
+    "listener of the admin service (reload, stats, quarantine); off when unset" },
+  { "grpc", "max_message_size", VPS_CFG_SIZE, "50M", KIB, 2 * GIB, NULL,
+    "largest gRPC request accepted" },
+
+  { "tls", "cert", VPS_CFG_PATH, NULL, 0, 0, NULL, "default certificate (PEM)" },
+  { "tls", "key", VPS_CFG_PATH, NULL, 0, 0, NULL, "private key of cert (PEM)" },
+  { "tls", "ca", VPS_CFG_PATH, NULL, 0, 0, NULL, "CA bundle to verify peers" },
+
+  { "limits", "max_message_size", VPS_CFG_SIZE, "50M", KIB, 2 * GIB, NULL,
+    "largest message accepted" },
+  { "limits", "max_header_size", VPS_CFG_SIZE, "1M", KIB, 64 * MIB, NULL,
+    "largest header section of a message" },
+  { "limits", "max_recipients", VPS_CFG_INT, "1000", 1, 100000, NULL,
+    "recipients per transaction" },
+  { "limits", "memory_body_limit", VPS_CFG_SIZE, "1M", 0, 2 * GIB, NULL,
+    "message bodies above this size are spooled to a temporary file" },
+
+  { "log", "target", VPS_CFG_ENUM, "stderr", 0, 0, log_targets, "where log lines go" },
+  { "log", "level", VPS_CFG_ENUM, "info", 0, 0, log_levels, "lowest level logged" },
+
+  { "quarantine", "dir", VPS_CFG_PATH, "quarantine", 0, 0, NULL, "quarantine store directory" },
+  { "quarantine", "names", VPS_CFG_NAME_LIST, "", 0, 0, NULL,
+    "quarantine names the rules may use, comma-separated" },
+  { "quarantine", "release_to", VPS_CFG_HOSTPORT, NULL, 0, 0, NULL,
+    "SMTP server ([host]:port) that released messages are sent to" },
+
+  { "vsmtpd", "listen", VPS_CFG_HOSTPORT_LIST, "127.0.0.1:2525", 0, 0, NULL,
+    "SMTP listeners (port 25 style), comma-separated HOST:PORT" },
+  { "vsmtpd", "listen_submission", VPS_CFG_HOSTPORT_LIST, NULL, 0, 0, NULL,
+    "submission listeners (STARTTLS, AUTH required)" },
+  { "vsmtpd", "listen_submissions", VPS_CFG_HOSTPORT_LIST, NULL, 0, 0, NULL,
+    "submissions listeners (implicit TLS)" },
+  { "vsmtpd", "hostname", VPS_CFG_STRING, NULL, 0, 0, NULL,
+    "name in the greeting and Received headers; the host name when unset" },
+  { "vsmtpd", "policy", VPS_CFG_POLICY_TARGET, "embedded", 0, 0, NULL,
+    "embedded (in-process engine) or grpc://HOST:PORT (a remote vpsd)" },
+
+  { "queue", "dir", VPS_CFG_PATH, "queue", 0, 0, NULL, "spool directory of vsmtpd" },
+
+  { "dns", "nameserver", VPS_CFG_NAMESERVER, NULL, 0, 0, NULL,
+    "resolver to ask (IP or IP:PORT); the system resolver when unset" },
+  { "dns", "timeout", VPS_CFG_DURATION, "5s", 1, SEC (300), NULL, "time allowed for one query" },
+
+  { "connector", "type", VPS_CFG_IDENT, NULL, 0, 0, NULL,
+    "connector class: milter, policy, grpc, http, exec, clamav (required)" },
+  { "connector", "timeout", VPS_CFG_DURATION, "10s", 1, DAY, NULL, "time allowed for one call" },
+  { "connector", "on_error", VPS_CFG_ENUM, "tempfail", 0, 0, on_errors,
+    "verdict when the connector fails or times out" },
+  { "connector", "concurrency", VPS_CFG_INT, "0", 0, 100000, NULL,
+    "calls in flight at once, 0 = unlimited" },
+};
+/* clang-format on */
+
+gboolean
+vps_config_schema_known_group (const char *group)
+{
+  return g_strv_contains (fixed_groups, group);
+}
+
+const VpsConfigKeyDef *
+vps_config_schema_find (const char *schema_group, const char *key)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (schema); i++)
+    if (strcmp (schema[i].group, schema_group) == 0 && strcmp (schema[i].key, key) == 0)
+      return &schema[i];
+  return NULL;
+}
+
+const VpsConfigKeyDef *
+vps_config_schema_all (gsize *n)
+{
+  *n = G_N_ELEMENTS (schema);
+  return schema;
+}
+
+/* ---- value parsers ------------------------------------------------------ */
+
+/* Reads 1..18 decimal digits (no sign): 18 digits cannot overflow gint64. */
+static gboolean
+parse_digits (const char **p, gint64 *out)
+{
+  const char *s = *p;
+  gint64 v = 0;
+  gsize n = 0;
+
+  while (g_ascii_isdigit (*s))
+    {
+      if (++n > 18)
+        return FALSE;
+      v = v * 10 + (*s - '0');
+      s++;
+    }
+  if (n == 0)
+    return FALSE;
+  *p = s;
+  *out = v;
+  return TRUE;
+}
+
+gboolean
+vps_config_parse_duration_ms (const char *s, gint64 *out)
+{
+  static const struct
+  {
+    const char *unit;
+    gint64 ms;
+  } units[] = {
+    { "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
+  };
+  gint64 v;
+
+  g_return_val_if_fail (s != NULL && out != NULL, FALSE);
+  if (!parse_digits (&s, &v))
+    return FALSE;
+  for (gsize i = 0; i < G_N_ELEMENTS (units); i++)
+    if (strcmp (s, units[i].unit) == 0)
+      {
+        if (v > G_MAXINT64 / units[i].ms)
+          return FALSE;
+        *out = v * units[i].ms;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+gboolean
+vps_config_parse_size (const char *s, guint64 *out)
+{
+  gint64 v;
+  guint64 mult = 1;
+
+  g_return_val_if_fail (s != NULL && out != NULL, FALSE);
+  if (!parse_digits (&s, &v))
+    return FALSE;
+  switch (g_ascii_toupper (*s))
+    {
+      case '\0':
+        break;
+      case 'K':
+        mult = KIB;
+        break;
+      case 'M':
+        mult = MIB;
+        break;
+      case 'G':
+        mult = GIB;
+        break;
+      case 'T':
+        mult = GIB * 1024;
+        break;
+      default:
+        return FALSE;
+    }
+  if (*s != '\0' && s[1] != '\0')
+    return FALSE;
+  if ((guint64)v > G_MAXINT64 / mult)
+    return FALSE;
+  *out = (guint64)v * mult;
+  return TRUE;
+}
+
+static gboolean
+parse_bool (const char *s, gboolean *out)
+{
+  static const char *const yes[] = { "true", "yes", "on", "1", NULL };
+  static const char *const no[] = { "false", "no", "off", "0", NULL };
+
+  for (gsize i = 0; yes[i] != NULL; i++)
+    {
+      if (g_ascii_strcasecmp (s, yes[i]) == 0)
+        return (*out = TRUE, TRUE);
+      if (g_ascii_strcasecmp (s, no[i]) == 0)
+        return (*out = FALSE, TRUE);
+    }
+  return FALSE;
+}
+
+gboolean
+vps_config_valid_name (const char *s)
+{
+  gsize n = strlen (s);
+
+  if (n == 0 || n > VPS_CONFIG_MAX_NAME)
+    return FALSE;
+  for (const char *p = s; *p; p++)
+    if (!(g_ascii_islower (*p) || g_ascii_isdigit (*p) || *p == '_' || *p == '-'))
+      return FALSE;
+  return TRUE;
+}
+
+/* Connector names appear in rules as identifiers (`call clamav`,
+ * `clamav.infected`), so they follow the identifier syntax. */
+gboolean
+vps_config_valid_ident (const char *s)
+{
+  gsize n = strlen (s);
+
+  if (n == 0 || n > VPS_CONFIG_MAX_NAME || !(g_ascii_isalpha (*s) || *s == '_'))
+    return FALSE;
+  for (const char *p = s; *p; p++)
+    if (!(g_ascii_isalnum (*p) || *p == '_'))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+parse_port (const char *s, guint *port)
+{
+  gint64 v;
+  const char *p = s;
+
+  if (!parse_digits (&p, &v) || *p != '\0' || v < 1 || v > 65535)
+    return FALSE;
+  *port = (guint)v;
+  return TRUE;
+}
+
+static gboolean
+valid_host (const char *host)
+{
+  if (host[0] == '\0' || strlen (host) > 255)
+    return FALSE;
+  for (const char *p = host; *p; p++)
+    if (!(g_ascii_isalnum (*p) || *p == '.' || *p == '-' || *p == '_' || *p == '*'))
+      return FALSE;
+  return TRUE;
+}
+
+/* HOST:PORT with HOST a name, an IPv4 address, "*" or [IPv6]. */
+static gboolean
+parse_hostport (const char *s, const char **why)
+{
+  g_autofree char *host = NULL;
+  const char *colon;
+  guint port;
+
+  if (s[0] == '[')
+    {
+      const char *close = strchr (s, ']');
+
+      if (close == NULL || close[1] != ':')
+        return (*why = "expected [IPV6]:PORT", FALSE);
+      /* [IPV6]:PORT, or Postfix's [host]:PORT (no MX lookup). */
+      host = g_strndup (s + 1, close - s - 1);
+      if (strchr (host, ':') != NULL ? !g_hostname_is_ip_address (host) : !valid_host (host))
+        return (*why = "invalid address inside [ ]", FALSE);
+      colon = close + 1;
+    }
+  else
+    {
+      colon = strrchr (s, ':');
+      if (colon == NULL || colon == s)
+        return (*why = "expected HOST:PORT", FALSE);
+      host = g_strndup (s, colon - s);
+      if (strchr (host, ':') != NULL)
+        return (*why = "an IPv6 address must be written [ADDR]:PORT", FALSE);
+      if (!valid_host (host))
+        return (*why = "invalid character in host name", FALSE);
+    }
+  if (!parse_port (colon + 1, &port))
+    return (*why = "port must be 1-65535", FALSE);
+  return TRUE;
+}
+
+static char *
+parse_socket (const char *s, const char *base_dir, const char **why)
+{
+  if (g_str_has_prefix (s, "inet:"))
+    return parse_hostport (s + 5, why) ? g_strdup (s) : NULL;
+  if (g_str_has_prefix (s, "unix:"))
+    {
+      g_autofree char *path = NULL;
+
+      if (s[5] == '\0')
+        return (*why = "empty socket path", NULL);
+      path = g_canonicalize_filename (s + 5, base_dir);
+      /* sun_path holds 108 bytes including the terminating NUL. */
+      if (strlen (path) > VPS_CONFIG_MAX_UNIX_PATH)
+        return (*why = "unix socket path longer than 107 bytes", NULL);
+      return g_strconcat ("unix:", path, NULL);
+    }
+  *why = "expected inet:HOST:PORT or unix:/path";
+  return NULL;
+}
+
+static gboolean
+parse_nameserver (const char *s, const char **why)
+{
+  if (g_hostname_is_ip_address (s))
+    return TRUE;
+  if (!parse_hostport (s, why))
+    return (*why = "expected IP or IP:PORT ([IPV6]:PORT)", FALSE);
+  if (s[0] != '[')
+    {
+      g_autofree char *host = g_strndup (s, strrchr (s, ':') - s);
+
+      if (!g_hostname_is_ip_address (host))
+        return (*why = "the name server must be an IP address", FALSE);
+    }
+  return TRUE;
+}
+
+static char **
+split_list (const char *s)
+{
+  g_auto (GStrv) parts = g_strsplit_set (s, ", \t", -1);
+  GPtrArray *out = g_ptr_array_new ();
+
+  for (gsize i = 0; parts[i] != NULL; i++)
+    if (parts[i][0] != '\0')
+      g_ptr_array_add (out, g_strdup (parts[i]));
+  g_ptr_array_add (out, NULL);
+  return (char **)g_ptr_array_free (out, FALSE);
+}
+
+static gboolean
+has_control (const char *s)
+{
+  for (const char *p = s; *p; p++)
+    if ((guchar)*p < 0x20 || *p == 0x7f)
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
+vps_config_value_parse (const VpsConfigKeyDef *def, const char *text, const char *base_dir,
+                        VpsConfigValue *out, const char **why)
+{
+  const char *w = NULL;
+
+  memset (out, 0, sizeof *out);
+  if (has_control (text))
+    return (*why = "control character in value", FALSE);
+  if (text[0] == '\0' && def->type != VPS_CFG_NAME_LIST)
+    return (*why = "empty value", FALSE);
+  if (strlen (text) > VPS_CONFIG_MAX_VALUE)
+    return (*why = "value too long", FALSE);
+
+  switch (def->type)
+    {
+      case VPS_CFG_STRING:
+        out->text = g_strdup (text);
+        return TRUE;
+      case VPS_CFG_PATH:
+        out->text = g_canonicalize_filename (text, base_dir);
+        return TRUE;
+      case VPS_CFG_BOOL:
+        {
+          gboolean b;
+
+          if (!parse_bool (text, &b))
+            return (*why = "expected true or false", FALSE);
+          out->num = b;
+          break;
+        }
+      case VPS_CFG_INT:
+        {
+          gint64 v;
+          const char *p = text + (text[0] == '-');
+
+          if (!parse_digits (&p, &v) || *p != '\0')
+            return (*why = "not an integer", FALSE);
+          out->num = text[0] == '-' ? -v : v;
+          if (out->num < def->min || out->num > def->max)
+            return (*why = "out of range", FALSE);
+          break;
+        }
+      case VPS_CFG_DURATION:
+        if (!vps_config_parse_duration_ms (text, &out->num))
+          return (*why = "not a duration (e.g. 250ms, 30s, 5m, 2h, 1d; plain seconds)", FALSE);
+        if (out->num < def->min || out->num > def->max)
+          return (*why = "out of range", FALSE);
+        break;
+      case VPS_CFG_SIZE:
+        {
+          guint64 v;
+
+          if (!vps_config_parse_size (text, &v))
+            return (*why = "not a size (e.g. 512K, 10M, 1G; plain bytes)", FALSE);
+          if (v < (guint64)def->min || v > (guint64)def->max)
+            return (*why = "out of range", FALSE);
+          out->num = (gint64)v;
+          break;
+        }
+      case VPS_CFG_ENUM:
+        if (!g_strv_contains (def->choices, text))
+          return (*why = "invalid value", FALSE);
+        break;
+      case VPS_CFG_SOCKET:
+        out->text = parse_socket (text, base_dir, why);
+        return out->text != NULL;
+      case VPS_CFG_HOSTPORT:
+        if (!parse_hostport (text, why))
+          return FALSE;
+        break;
+      case VPS_CFG_HOSTPORT_LIST:
+        out->list = split_list (text);
+        if (out->list[0] == NULL)
+          return (*why = "empty list", FALSE);
+        for (gsize i = 0; out->list[i] != NULL; i++)
+          if (!parse_hostport (out->list[i], why))
+            return FALSE;
+        out->text = g_strjoinv (", ", out->list);
+        return TRUE;
+      case VPS_CFG_NAME_LIST:
+        out->list = split_list (text);
+        for (gsize i = 0; out->list[i] != NULL; i++)
+          {
+            if (!vps_config_valid_name (out->list[i]))
+              return (*why = "names are 1-64 characters of a-z 0-9 _ -", FALSE);
+            for (gsize j = 0; j < i; j++)
+              if (strcmp (out->list[i], out->list[j]) == 0)
+                return (*why = "duplicate name", FALSE);
+          }
+        out->text = g_strjoinv (", ", out->list);
+        return TRUE;
+      case VPS_CFG_NAMESERVER:
+        if (!parse_nameserver (text, &w))
+          return (*why = w, FALSE);
+        break;
+      case VPS_CFG_POLICY_TARGET:
+        if (strcmp (text, "embedded") != 0
+            && !(g_str_has_prefix (text, "grpc://") && parse_hostport (text + 7, &w)))
+          return (*why = "expected embedded or grpc://HOST:PORT", FALSE);
+        break;
+      case VPS_CFG_IDENT:
+        if (!vps_config_valid_name (text))
+          return (*why = "expected a name of a-z 0-9 _ -", FALSE);
+        break;
+      default:
+        g_return_val_if_reached (FALSE);
+    }
+  out->text = g_strdup (text);
+  return TRUE;
+}
+
+void
+vps_config_value_clear (VpsConfigValue *v)
+{
+  g_clear_pointer (&v->text, g_free);
+  g_clear_pointer (&v->list, g_strfreev);
+}

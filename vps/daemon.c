@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * daemon.c — configuration and engine holder, reload, workers and drain for
+ * the long-running vps programs (see daemon.h for the contract).
+ *
+ * The engine pointer is swapped under a mutex and handed out as a new
+ * reference, so a reload never frees an engine a session still uses.
+ * Signals are handled on the main thread's context with g_unix_signal_add,
+ * never in an async signal handler.
+ */
+#include "vps/daemon.h"
+
+#include <glib-unix.h>
+
+#include "vps/log.h"
+
+typedef struct {
+  GThread *thread;
+  GMainContext *context;
+  gint stop; /* atomic */
+} VpsWorker;
+
+struct _VpsDaemon {
+  char *program;
+  char *config_path;
+
+  GMutex lock; /* guards config, engine, generation */
+  VpsConfig *config;
+  VpsEngine *engine;
+  guint generation;
+
+  VpsWorker *workers;
+  guint n_workers;
+
+  GMainLoop *main_loop;
+  gint active_sessions; /* atomic */
+  gboolean draining;
+};
+
+VpsDaemon *
+vps_daemon_new (const char *program, const char *config_path)
+{
+  VpsDaemon *daemon = g_new0 (VpsDaemon, 1);
+
+  daemon->program = g_strdup (program);
+  daemon->config_path = g_strdup (config_path);
+  g_mutex_init (&daemon->lock);
+  daemon->main_loop = g_main_loop_new (NULL, FALSE);
+  return daemon;
+}
+
+static gpointer
+worker_main (gpointer data)
+{
+  VpsWorker *worker = data;
+
+  /* A flag rather than g_main_loop_quit(): a quit that lands before the
+   * thread enters g_main_loop_run() would be lost and the join would hang.
+   * The flag is checked before every iteration and the wakeup fd is sticky. */
+  g_main_context_push_thread_default (worker->context);
+  while (!g_atomic_int_get (&worker->stop))
+    g_main_context_iteration (worker->context, TRUE);
+  g_main_context_pop_thread_default (worker->context);
+  return NULL;
+}
+
+static void
+stop_workers (VpsDaemon *daemon)
+{
+  for (guint i = 0; i < daemon->n_workers; i++)
+    {
+      VpsWorker *w = &daemon->workers[i];
+
+      g_atomic_int_set (&w->stop, 1);
+      g_main_context_wakeup (w->context);
+      g_thread_join (w->thread);
+      g_main_context_unref (w->context);
+    }
+  g_clear_pointer (&daemon->workers, g_free);
+  daemon->n_workers = 0;
+}
+
+void
+vps_daemon_free (VpsDaemon *daemon)
+{
+  if (daemon == NULL)
+    return;
+  stop_workers (daemon);
+  g_clear_pointer (&daemon->engine, vps_engine_unref);
+  g_clear_pointer (&daemon->config, vps_config_unref);
+  g_clear_pointer (&daemon->main_loop, g_main_loop_unref);
+  g_mutex_clear (&daemon->lock);
+  g_free (daemon->program);
+  g_free (daemon->config_path);
+  g_free (daemon);
+}
+
+static gboolean
+setup_log (VpsDaemon *daemon, VpsConfig *cfg, GError **error)
+{
+  VpsLogTarget target;
+  GLogLevelFlags level;
+  const char *target_name = vps_config_get_string (cfg, "log", "target");
+  const char *level_name = vps_config_get_string (cfg, "log", "level");
+
+  /* The config module validated both values; these checks only guard a
+   * schema that grew a value this module does not know. */
+  if (!vps_log_target_from_name (target_name, &target))
+    target = VPS_LOG_TARGET_STDERR;
+  if (!vps_log_level_from_name (level_name, &level))
+    level = G_LOG_LEVEL_INFO;
+  return vps_log_setup (target, level, daemon->program, error);
+}
+
+/* Build config + engine without touching the daemon's current ones. */
+static gboolean
+load_aside (VpsDaemon *daemon, VpsConfig **out_cfg, VpsEngine **out_engine, GError **error)
+{
+  g_autoptr (VpsConfig) cfg = NULL;
+  g_autoptr (VpsEngine) engine = NULL;
+
+  cfg = vps_config_load (daemon->config_path, error);
+  if (cfg == NULL)
+    return FALSE;
+  engine = vps_engine_new (cfg, error);
+  if (engine == NULL)
+    return FALSE;
+  *out_cfg = g_steal_pointer (&cfg);
+  *out_engine = g_steal_pointer (&engine);
+  return TRUE;
+}
+
+static void
+log_loaded (VpsDaemon *daemon, const char *what)
+{
+  RulesProgram *program = vps_engine_get_program (daemon->engine);
+  g_autoptr (GString) counts = g_string_new (NULL);
+
+  for (int s = 0; s < RULES_N_STAGES; s++)
+    g_string_append_printf (counts, "%s%s=%u", s ? " " : "", rules_stage_name (s),
+                            rules_program_n_rules (program, s));
+  vps_notice (NULL, "%s config=%s rules=%s generation=%u (%s)", what, daemon->config_path,
+              vps_config_get_path_value (daemon->config, "vpsd", "rules"), daemon->generation,
+              counts->str);
+}
+
+gboolean
+vps_daemon_load (VpsDaemon *daemon, GError **error)
+{
+  VpsConfig *cfg = NULL;
+  VpsEngine *engine = NULL;
+
+  g_return_val_if_fail (daemon->engine == NULL, FALSE);
+  if (!load_aside (daemon, &cfg, &engine, error))
+    return FALSE;
+  if (!setup_log (daemon, cfg, error))
+    {
+      vps_engine_unref (engine);
+      vps_config_unref (cfg);
+      return FALSE;
+    }
+  g_mutex_lock (&daemon->lock);
+  daemon->config = cfg;
+  daemon->engine = engine;
+  daemon->generation = 1;
+  g_mutex_unlock (&daemon->lock);
+  log_loaded (daemon, "loaded");
+  return TRUE;
+}
+
+gboolean
+vps_daemon_reload (VpsDaemon *daemon, GError **error)
+{
+  VpsConfig *cfg = NULL, *old_cfg;
+  VpsEngine *engine = NULL, *old_engine;
+
+  if (!load_aside (daemon, &cfg, &engine, error))
+    return FALSE;
+  /* The log target may change with the config; a failure there keeps the
+   * old target but does not refuse the new rules. */
+  {
+    g_autoptr (GError) log_error = NULL;
+
+    if (!setup_log (daemon, cfg, &log_error))
+      vps_warning (NULL, "reload: log setup: %s", log_error->message);
+  }
+  g_mutex_lock (&daemon->lock);
+  old_cfg = daemon->config;
+  old_engine = daemon->engine;
+  daemon->config = cfg;
+  daemon->engine = engine;
+  daemon->generation++;
+  g_mutex_unlock (&daemon->lock);
+  /* Sessions in flight hold their own references. */
+  vps_engine_unref (old_engine);
+  vps_config_unref (old_cfg);
+  log_loaded (daemon, "reloaded");
+  return TRUE;
+}
+
+VpsEngine *
+vps_daemon_get_engine (VpsDaemon *daemon)
+{
+  VpsEngine *engine;
+
+  g_mutex_lock (&daemon->lock);
+  engine = daemon->engine ? vps_engine_ref (daemon->engine) : NULL;
+  g_mutex_unlock (&daemon->lock);
+  return engine;
+}
+
+VpsConfig *
+vps_daemon_get_config (VpsDaemon *daemon)
+{
+  VpsConfig *cfg;
+
+  g_mutex_lock (&daemon->lock);
+  cfg = daemon->config ? vps_config_ref (daemon->config) : NULL;
+  g_mutex_unlock (&daemon->lock);
+  return cfg;
+}
+
+guint
+vps_daemon_get_generation (VpsDaemon *daemon)
+{
+  guint generation;
+
+  g_mutex_lock (&daemon->lock);
+  generation = daemon->generation;
+  g_mutex_unlock (&daemon->lock);
+  return generation;
+}
+
+void
+vps_daemon_start_workers (VpsDaemon *daemon)
+{
+  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (daemon);
+  gint64 n = cfg ? vps_config_get_int (cfg, "vpsd", "workers") : 1;
+
+  g_return_if_fail (daemon->workers == NULL);
+  if (n <= 0)
+    n = g_get_num_processors ();
+  n = CLAMP (n, 1, VPS_DAEMON_MAX_WORKERS);
+  daemon->workers = g_new0 (VpsWorker, n);
+  daemon->n_workers = n;
+  for (guint i = 0; i < daemon->n_workers; i++)
+    {
+      VpsWorker *w = &daemon->workers[i];
+      g_autofree char *name = g_strdup_printf ("worker-%u", i);
+
+      w->context = g_main_context_new ();
+      w->thread = g_thread_new (name, worker_main, w);
+    }
+  vps_info (NULL, "started %u worker threads", daemon->n_workers);
+}
+
+guint
+vps_daemon_n_workers (VpsDaemon *daemon)
+{
+  return daemon->n_workers;
+}
+
+GMainContext *
+vps_daemon_worker_context (VpsDaemon *daemon, guint i)
+{
+  g_return_val_if_fail (i < daemon->n_workers, NULL);
+  return daemon->workers[i].context;
+}
+
+void
+vps_daemon_session_begin (VpsDaemon *daemon)
+{
+  g_atomic_int_inc (&daemon->active_sessions);
+}
+
+void
+vps_daemon_session_end (VpsDaemon *daemon)
+{
+  if (g_atomic_int_dec_and_test (&daemon->active_sessions))
+    g_main_context_wakeup (NULL);
+}
+
+guint
+vps_daemon_active_sessions (VpsDaemon *daemon)
+{
+  return (guint) g_atomic_int_get (&daemon->active_sessions);
+}
+
+static gboolean
+on_sighup (gpointer data)
+{
+  VpsDaemon *daemon = data;
+  g_autoptr (GError) error = NULL;
+
+  vps_notice (NULL, "SIGHUP: reloading %s", daemon->config_path);
+  if (!vps_daemon_reload (daemon, &error))
+    vps_warning (NULL, "reload refused, keeping generation %u: %s",
+                 vps_daemon_get_generation (daemon), error->message);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_sigterm (gpointer data)
+{
+  VpsDaemon *daemon = data;
+
+  vps_notice (NULL, "stopping: draining %u sessions", vps_daemon_active_sessions (daemon));
+  vps_daemon_stop (daemon);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_drain_tick (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+void
+vps_daemon_stop (VpsDaemon *daemon)
+{
+  daemon->draining = TRUE;
+  g_main_loop_quit (daemon->main_loop);
+}
+
+int
+vps_daemon_run (VpsDaemon *daemon)
+{
+  guint hup = g_unix_signal_add (SIGHUP, on_sighup, daemon);
+  guint term = g_unix_signal_add (SIGTERM, on_sigterm, daemon);
+  guint intr = g_unix_signal_add (SIGINT, on_sigterm, daemon);
+  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (daemon);
+  gint64 drain_ms = vps_config_get_duration_ms (cfg, "vpsd", "drain_timeout");
+  gint64 deadline;
+
+  vps_notice (NULL, "ready");
+  g_main_loop_run (daemon->main_loop);
+
+  /* Drain: front ends stop accepting when they see the daemon draining;
+   * sessions in flight get until the deadline to finish. */
+  deadline = g_get_monotonic_time () + drain_ms * 1000;
+  if (vps_daemon_active_sessions (daemon) > 0)
+    {
+      /* A tick bounds each blocking iteration so the deadline is seen. */
+      guint tick = g_timeout_add (100, on_drain_tick, NULL);
+
+      while (vps_daemon_active_sessions (daemon) > 0 && g_get_monotonic_time () < deadline)
+        g_main_context_iteration (NULL, TRUE);
+      g_source_remove (tick);
+    }
+  if (vps_daemon_active_sessions (daemon) > 0)
+    vps_warning (NULL, "drain timeout: %u sessions still open", vps_daemon_active_sessions (daemon));
+
+  g_source_remove (hup);
+  g_source_remove (term);
+  g_source_remove (intr);
+  stop_workers (daemon);
+  vps_notice (NULL, "stopped");
+  return 0;
+}

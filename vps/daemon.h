@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * daemon.h — what every long-running vps program shares: the current
+ * configuration and engine, reload and drain.
+ *
+ * vps_daemon_load() reads the configuration and builds an engine; it refuses
+ * (FALSE + error) on any error, so a daemon never starts half-configured.
+ * vps_daemon_reload() does the same off to the side and swaps the engine only
+ * when everything loaded: a bad new rule file or config is logged and the old
+ * engine stays.  Sessions take a reference with vps_daemon_get_engine() when
+ * they start and finish on that engine (ARCHITECTURE.md, "Reload").
+ *
+ * Worker threads: each runs its own GMainContext/GMainLoop; front ends (later
+ * issues) attach their listeners to every worker context.  Drain: stop
+ * accepting, wait until the sessions counted with vps_daemon_session_begin /
+ * _end are gone or the drain timeout passes.
+ */
+#pragma once
+
+#include <gio/gio.h>
+#include "vps/config.h"
+#include "vps/engine.h"
+
+G_BEGIN_DECLS
+
+#define VPS_DAEMON_MAX_WORKERS 64
+
+typedef struct _VpsDaemon VpsDaemon;
+
+VpsDaemon *vps_daemon_new (const char *program, const char *config_path);
+void vps_daemon_free (VpsDaemon *daemon);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsDaemon, vps_daemon_free)
+
+/* First load: config, log setup, engine. */
+gboolean vps_daemon_load (VpsDaemon *daemon, GError **error);
+/* SIGHUP: reload config and rules; on error keep the old ones. */
+gboolean vps_daemon_reload (VpsDaemon *daemon, GError **error);
+
+/* A new reference on the current engine / config (thread-safe). */
+VpsEngine *vps_daemon_get_engine (VpsDaemon *daemon);
+VpsConfig *vps_daemon_get_config (VpsDaemon *daemon);
+guint vps_daemon_get_generation (VpsDaemon *daemon); /* bumped by each successful reload */
+
+/* Start the worker threads ([vpsd] workers; 0 = one per core). */
+void vps_daemon_start_workers (VpsDaemon *daemon);
+guint vps_daemon_n_workers (VpsDaemon *daemon);
+GMainContext *vps_daemon_worker_context (VpsDaemon *daemon, guint i);
+
+void vps_daemon_session_begin (VpsDaemon *daemon);
+void vps_daemon_session_end (VpsDaemon *daemon);
+guint vps_daemon_active_sessions (VpsDaemon *daemon);
+
+/* Run the main loop on the calling thread until SIGTERM/SIGINT, then drain
+ * (up to [vpsd] drain_timeout) and stop the workers.  SIGHUP reloads. */
+int vps_daemon_run (VpsDaemon *daemon);
+/* Ask the main loop to stop and drain (what SIGTERM does). */
+void vps_daemon_stop (VpsDaemon *daemon);
+
+G_END_DECLS
