@@ -180,9 +180,17 @@ vps_report_txn (VpsTxn *txn)
       const char *stage = NULL;
 
       vps_default_reply (RULES_STAGE_DATA, RULES_VERDICT_ACCEPT, &code, &enhanced, &text);
+      /* The stage that decided: the one that said accept_all, else the
+       * last policy stage that ran. */
       for (guint i = 0; i < results->len; i++)
         {
           const VpsStageResult *sr = g_ptr_array_index (results, i);
+
+          if (sr->verdict == RULES_VERDICT_ACCEPT_ALL)
+            {
+              stage = rules_stage_name (sr->stage);
+              break;
+            }
           if (sr->stage != RULES_STAGE_DELIVERY)
             stage = rules_stage_name (sr->stage);
         }

@@ -67,7 +67,7 @@ is_dot_atom (const char *s, gsize len)
           if (s[i + 1] == '.')
             return FALSE;
         }
-      else if (!is_atext ((guchar) s[i]))
+      else if (!is_atext ((guchar)s[i]))
         return FALSE;
     }
   return TRUE;
@@ -101,7 +101,7 @@ mail_domain_lower (const char *domain)
   for (const char *p = domain; *p != '\0'; p++)
     {
       /* Only non-ASCII needs Unicode case mapping; keep ASCII byte-exact. */
-      if ((guchar) *p >= 0x80 && g_utf8_validate (domain, -1, NULL))
+      if ((guchar)*p >= 0x80 && g_utf8_validate (domain, -1, NULL))
         return g_utf8_strdown (domain, -1);
     }
   return g_ascii_strdown (domain, -1);
@@ -143,8 +143,7 @@ check_address_literal (const char *d, gsize len, GError **error)
   else if (memchr (content, ':', clen) != NULL)
     {
       /* General-address-literal: no other tag is registered with IANA. */
-      g_set_error (error, MAIL_ERROR, MAIL_ERROR_ADDRESS_LITERAL,
-                   "unknown address literal tag");
+      g_set_error (error, MAIL_ERROR, MAIL_ERROR_ADDRESS_LITERAL, "unknown address literal tag");
       return FALSE;
     }
   memcpy (buf, content, clen);
@@ -166,8 +165,8 @@ check_domain (const char *d, gsize len, MailParseFlags flags, GError **error)
 
   if (len > MAIL_MAX_DOMAIN)
     {
-      g_set_error (error, MAIL_ERROR, MAIL_ERROR_DOMAIN_TOO_LONG,
-                   "domain longer than %d octets", MAIL_MAX_DOMAIN);
+      g_set_error (error, MAIL_ERROR, MAIL_ERROR_DOMAIN_TOO_LONG, "domain longer than %d octets",
+                   MAIL_MAX_DOMAIN);
       return FALSE;
     }
   if (len == 0)
@@ -184,14 +183,13 @@ check_domain (const char *d, gsize len, MailParseFlags flags, GError **error)
 
       if (i < len && d[i] != '.')
         {
-          guchar c = (guchar) d[i];
+          guchar c = (guchar)d[i];
 
           if (g_ascii_isalnum (c) || c == '-' || c >= 0x80
               || (c == '_' && (flags & MAIL_PARSE_LENIENT)))
             continue;
           g_set_error (error, MAIL_ERROR, MAIL_ERROR_DOMAIN,
-                       "character '%c' not allowed in a domain (offset %" G_GSIZE_FORMAT ")", c,
-                       i);
+                       "character '%c' not allowed in a domain (offset %" G_GSIZE_FORMAT ")", c, i);
           return FALSE;
         }
       label_len = i - label_start;
@@ -233,19 +231,19 @@ check_unquoted_local (const char *s, gsize len, MailParseFlags flags, GError **e
         {
           /* Leading, trailing or doubled dots break the dot-string rule but
            * exist in the wild (Japanese mobile carriers); Postfix takes them. */
-          if ((flags & MAIL_PARSE_LENIENT) == 0
-              && (i == 0 || i == len - 1 || s[i + 1] == '.'))
+          if ((flags & MAIL_PARSE_LENIENT) == 0 && (i == 0 || i == len - 1 || s[i + 1] == '.'))
             {
               g_set_error (error, MAIL_ERROR, MAIL_ERROR_LOCAL_PART,
                            "misplaced '.' in local part (offset %" G_GSIZE_FORMAT ")", i);
               return FALSE;
             }
         }
-      else if (!is_atext ((guchar) s[i]))
+      else if (!is_atext ((guchar)s[i]))
         {
-          g_set_error (error, MAIL_ERROR, MAIL_ERROR_LOCAL_PART,
-                       "character '%c' not allowed in an unquoted local part (offset %"
-                       G_GSIZE_FORMAT ")", s[i], i);
+          g_set_error (
+              error, MAIL_ERROR, MAIL_ERROR_LOCAL_PART,
+              "character '%c' not allowed in an unquoted local part (offset %" G_GSIZE_FORMAT ")",
+              s[i], i);
           return FALSE;
         }
     }
@@ -265,11 +263,11 @@ unquote_local (const char *s, gsize len, GError **error)
 
   for (gsize i = 1; i + 1 < len; i++)
     {
-      guchar c = (guchar) s[i];
+      guchar c = (guchar)s[i];
 
       if (c == '\\')
         {
-          guchar n = (guchar) s[i + 1];
+          guchar n = (guchar)s[i + 1];
 
           /* quoted-pairSMTP = %d92 %d32-126; i + 1 < len - 1 holds because the
            * scanner never ends a quote on an escaped '"'. */
@@ -279,7 +277,7 @@ unquote_local (const char *s, gsize len, GError **error)
                            "bad quoted-pair in local part");
               return NULL;
             }
-          g_string_append_c (out, (char) n);
+          g_string_append_c (out, (char)n);
           i++;
           continue;
         }
@@ -289,7 +287,7 @@ unquote_local (const char *s, gsize len, GError **error)
                        "character not allowed in a quoted local part");
           return NULL;
         }
-      g_string_append_c (out, (char) c);
+      g_string_append_c (out, (char)c);
     }
   if (out->len == 0)
     {
@@ -331,7 +329,7 @@ path_finish (MailPath *p)
     }
   p->path = g_strconcat ("<", p->address, ">", NULL);
   for (const char *c = p->address; *c != '\0'; c++)
-    if ((guchar) *c >= 0x80)
+    if ((guchar)*c >= 0x80)
       p->is_utf8 = TRUE;
 }
 
@@ -385,7 +383,7 @@ parse_mailbox_exact (const char *s, gsize len, MailParseFlags flags, GError **er
     {
       const char *at = memchr (s, '@', len);
 
-      local_end = at != NULL ? (gsize) (at - s) : len;
+      local_end = at != NULL ? (gsize)(at - s) : len;
     }
 
   /* Limits first. */
@@ -400,8 +398,8 @@ parse_mailbox_exact (const char *s, gsize len, MailParseFlags flags, GError **er
     domain_len = len - local_end - 1;
   if (domain_len > MAIL_MAX_DOMAIN)
     {
-      g_set_error (error, MAIL_ERROR, MAIL_ERROR_DOMAIN_TOO_LONG,
-                   "domain longer than %d octets", MAIL_MAX_DOMAIN);
+      g_set_error (error, MAIL_ERROR, MAIL_ERROR_DOMAIN_TOO_LONG, "domain longer than %d octets",
+                   MAIL_MAX_DOMAIN);
       return NULL;
     }
 
@@ -463,8 +461,7 @@ check_route (const char *s, gsize len, MailParseFlags flags, GError **error)
 {
   gsize start = 0;
 
-  if (!mail_check_text (s, len, FALSE, (flags & MAIL_PARSE_SMTPUTF8) != 0, "source route",
-                        error))
+  if (!mail_check_text (s, len, FALSE, (flags & MAIL_PARSE_SMTPUTF8) != 0, "source route", error))
     return FALSE;
   for (gsize i = 0; i <= len; i++)
     {
@@ -518,7 +515,7 @@ parse_path_inner (const char *s, gsize len, MailParseFlags flags, GError **error
           g_set_error (error, MAIL_ERROR, MAIL_ERROR_SOURCE_ROUTE, "source route without ':'");
           return NULL;
         }
-      route_len = (gsize) (colon - s);
+      route_len = (gsize)(colon - s);
       if (!check_route (s, route_len, flags, error))
         return NULL;
       if (route_len + 1 == len)
@@ -581,7 +578,7 @@ mail_path_parse_prefix (const char *s, gsize len, MailParseFlags flags, gsize *o
         }
       if (end > len)
         end = len;
-      p = mail_mailbox_parse (s + start, (gssize) (end - start), flags, error);
+      p = mail_mailbox_parse (s + start, (gssize)(end - start), flags, error);
       if (p != NULL && out_consumed != NULL)
         *out_consumed = end;
       return p;
@@ -667,7 +664,7 @@ mail_mailbox_parse (const char *s, gssize slen, MailParseFlags flags, GError **e
       while (len > 0 && is_wsp (s[len - 1]))
         len--;
       if (len > 0 && s[0] == '<')
-        return mail_path_parse (s, (gssize) len, flags, error);
+        return mail_path_parse (s, (gssize)len, flags, error);
     }
   if (len > MAIL_MAX_MAILBOX)
     {
@@ -713,7 +710,7 @@ void
 mail_path_unref (MailPath *path)
 {
   if (path != NULL)
-    g_atomic_rc_box_release_full (path, (GDestroyNotify) path_clear);
+    g_atomic_rc_box_release_full (path, (GDestroyNotify)path_clear);
 }
 
 gboolean

@@ -55,7 +55,8 @@ G_BEGIN_DECLS
 /* a bare mailbox: local part '@' domain */
 #define MAIL_MAX_MAILBOX (MAIL_MAX_LOCAL_PART + 1 + MAIL_MAX_DOMAIN)
 
-typedef enum {
+typedef enum
+{
   MAIL_PARSE_NONE = 0,
   MAIL_PARSE_ALLOW_NULL = 1 << 0,       /* accept "<>" (a reverse path) */
   MAIL_PARSE_ALLOW_POSTMASTER = 1 << 1, /* accept "<postmaster>" without a domain (RCPT TO) */

@@ -12,7 +12,7 @@
 
 #include "mail-private.h"
 
-G_DEFINE_QUARK (mail-error-quark, mail_error)
+G_DEFINE_QUARK (mail - error - quark, mail_error)
 
 gboolean
 mail_check_text (const char *s, gsize len, gboolean allow_tab, gboolean allow_utf8,
@@ -22,7 +22,7 @@ mail_check_text (const char *s, gsize len, gboolean allow_tab, gboolean allow_ut
 
   for (gsize i = 0; i < len; i++)
     {
-      guchar c = (guchar) s[i];
+      guchar c = (guchar)s[i];
 
       if (c >= 0x80)
         {
@@ -53,11 +53,11 @@ mail_check_text (const char *s, gsize len, gboolean allow_tab, gboolean allow_ut
    * which terminals and some log viewers interpret. */
   for (gsize i = 0; i + 1 < len; i++)
     {
-      if ((guchar) s[i] == 0xc2 && (guchar) s[i + 1] >= 0x80 && (guchar) s[i + 1] <= 0x9f)
+      if ((guchar)s[i] == 0xc2 && (guchar)s[i + 1] >= 0x80 && (guchar)s[i + 1] <= 0x9f)
         {
           g_set_error (error, MAIL_ERROR, MAIL_ERROR_FORBIDDEN_CHAR,
                        "%s: control character U+%04X at offset %" G_GSIZE_FORMAT, what,
-                       (guint) (guchar) s[i + 1], i);
+                       (guint)(guchar)s[i + 1], i);
           return FALSE;
         }
     }

@@ -17,13 +17,14 @@ G_BEGIN_DECLS
 #define MAIL_ERROR (mail_error_quark ())
 GQuark mail_error_quark (void);
 
-typedef enum {
+typedef enum
+{
   /* shared by every parser */
-  MAIL_ERROR_EMPTY,             /* nothing to parse */
-  MAIL_ERROR_SYNTAX,            /* missing '<' or '>', trailing bytes, stray character */
-  MAIL_ERROR_FORBIDDEN_CHAR,    /* NUL, CR, LF or another control character (also after xtext decoding) */
-  MAIL_ERROR_UTF8_NOT_ALLOWED,  /* 8-bit byte where only ASCII is allowed (no SMTPUTF8) */
-  MAIL_ERROR_INVALID_UTF8,      /* 8-bit bytes that are not valid UTF-8 */
+  MAIL_ERROR_EMPTY,          /* nothing to parse */
+  MAIL_ERROR_SYNTAX,         /* missing '<' or '>', trailing bytes, stray character */
+  MAIL_ERROR_FORBIDDEN_CHAR, /* NUL, CR, LF or another control character (also after xtext decoding) */
+  MAIL_ERROR_UTF8_NOT_ALLOWED, /* 8-bit byte where only ASCII is allowed (no SMTPUTF8) */
+  MAIL_ERROR_INVALID_UTF8,     /* 8-bit bytes that are not valid UTF-8 */
 
   /* paths and mailboxes (mail-address.h) */
   MAIL_ERROR_PATH_TOO_LONG,       /* > MAIL_MAX_PATH (or MAIL_MAX_MAILBOX) */
@@ -39,12 +40,12 @@ typedef enum {
   MAIL_ERROR_SOURCE_ROUTE,        /* malformed "@a,@b:" route */
 
   /* ESMTP parameters and xtext (mail-param.h) */
-  MAIL_ERROR_PARAM_KEYWORD,     /* keyword not ALPHA/DIGIT/'-' or empty */
-  MAIL_ERROR_PARAM_VALUE,       /* value with '=', SP or non-printable, or empty after '=' */
-  MAIL_ERROR_PARAM_TOO_LONG,    /* keyword or value over its limit */
-  MAIL_ERROR_TOO_MANY_PARAMS,   /* > MAIL_MAX_ESMTP_PARAMS */
-  MAIL_ERROR_PARAM_DUPLICATE,   /* the same keyword twice */
-  MAIL_ERROR_XTEXT,             /* bad "+XX" escape, or a char xtext does not allow */
+  MAIL_ERROR_PARAM_KEYWORD,   /* keyword not ALPHA/DIGIT/'-' or empty */
+  MAIL_ERROR_PARAM_VALUE,     /* value with '=', SP or non-printable, or empty after '=' */
+  MAIL_ERROR_PARAM_TOO_LONG,  /* keyword or value over its limit */
+  MAIL_ERROR_TOO_MANY_PARAMS, /* > MAIL_MAX_ESMTP_PARAMS */
+  MAIL_ERROR_PARAM_DUPLICATE, /* the same keyword twice */
+  MAIL_ERROR_XTEXT,           /* bad "+XX" escape, or a char xtext does not allow */
 
   /* replies (mail-reply.h) */
   MAIL_ERROR_REPLY_CODE,           /* not three digits 200..599 with second digit 0..5 */

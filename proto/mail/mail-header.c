@@ -42,15 +42,15 @@ mail_header_name_check (const char *name, gssize slen, GError **error)
     }
   for (gsize i = 0; i < len; i++)
     {
-      guchar c = (guchar) name[i];
+      guchar c = (guchar)name[i];
 
       /* ftext = %d33-57 / %d59-126; anything else (SP, controls, 8-bit, ':')
        * would change where the name ends for the next reader. */
       if (c < 33 || c > 126 || c == ':')
         {
           g_set_error (error, MAIL_ERROR, MAIL_ERROR_HEADER_NAME,
-                       "character 0x%02x not allowed in a header name (offset %" G_GSIZE_FORMAT
-                       ")", c, i);
+                       "character 0x%02x not allowed in a header name (offset %" G_GSIZE_FORMAT ")",
+                       c, i);
           return FALSE;
         }
     }
@@ -124,14 +124,13 @@ mail_header_fold_full (const char *name, const char *value, gsize width, const c
           g_string_append (out, eol);
           line_len = 0;
         }
-      g_string_append_len (out, value + seg, (gssize) (p - seg));
+      g_string_append_len (out, value + seg, (gssize)(p - seg));
       line_len += p - seg;
       may_break = TRUE;
       if (line_len > MAIL_MAX_HEADER_LINE)
         {
           g_set_error (error, MAIL_ERROR, MAIL_ERROR_HEADER_LINE_TOO_LONG,
-                       "header %s: a word does not fit in %d octets", name,
-                       MAIL_MAX_HEADER_LINE);
+                       "header %s: a word does not fit in %d octets", name, MAIL_MAX_HEADER_LINE);
           return NULL;
         }
     }
@@ -189,6 +188,6 @@ mail_header_name_hash (gconstpointer name)
   guint h = 5381;
 
   for (const char *p = name; *p != '\0'; p++)
-    h = (h << 5) + h + (guint) g_ascii_tolower (*p);
+    h = (h << 5) + h + (guint)g_ascii_tolower (*p);
   return h;
 }

@@ -80,14 +80,14 @@ static gboolean
 params_add_token (MailParams *params, const char *s, gsize len, GError **error)
 {
   const char *eq = memchr (s, '=', len);
-  gsize klen = eq != NULL ? (gsize) (eq - s) : len;
+  gsize klen = eq != NULL ? (gsize)(eq - s) : len;
   gsize vlen = eq != NULL ? len - klen - 1 : 0;
   MailParam *p;
 
   if (params->items->len >= MAIL_MAX_ESMTP_PARAMS)
     {
-      g_set_error (error, MAIL_ERROR, MAIL_ERROR_TOO_MANY_PARAMS,
-                   "more than %d ESMTP parameters", MAIL_MAX_ESMTP_PARAMS);
+      g_set_error (error, MAIL_ERROR, MAIL_ERROR_TOO_MANY_PARAMS, "more than %d ESMTP parameters",
+                   MAIL_MAX_ESMTP_PARAMS);
       return FALSE;
     }
   if (klen > MAIL_MAX_ESMTP_KEYWORD)
@@ -126,7 +126,7 @@ params_add_token (MailParams *params, const char *s, gsize len, GError **error)
         }
       for (gsize i = 0; i < vlen; i++)
         {
-          guchar c = (guchar) eq[1 + i];
+          guchar c = (guchar)eq[1 + i];
 
           if (c == '=' || c == ' ')
             {
@@ -235,14 +235,14 @@ const char *
 mail_params_get_keyword (const MailParams *params, guint i)
 {
   g_return_val_if_fail (params != NULL && i < params->items->len, NULL);
-  return ((const MailParam *) g_ptr_array_index (params->items, i))->keyword;
+  return ((const MailParam *)g_ptr_array_index (params->items, i))->keyword;
 }
 
 const char *
 mail_params_get_value (const MailParams *params, guint i)
 {
   g_return_val_if_fail (params != NULL && i < params->items->len, NULL);
-  return ((const MailParam *) g_ptr_array_index (params->items, i))->value;
+  return ((const MailParam *)g_ptr_array_index (params->items, i))->value;
 }
 
 gboolean
@@ -313,10 +313,10 @@ mail_xtext_encode (const char *s, gssize slen)
   out = g_string_sized_new (len);
   for (gsize i = 0; i < len; i++)
     {
-      guchar c = (guchar) s[i];
+      guchar c = (guchar)s[i];
 
       if (c >= '!' && c <= '~' && c != '+' && c != '=')
-        g_string_append_c (out, (char) c);
+        g_string_append_c (out, (char)c);
       else
         {
           g_string_append_c (out, '+');
@@ -339,7 +339,7 @@ mail_xtext_decode (const char *s, gssize slen, GError **error)
   out = g_string_sized_new (len);
   for (gsize i = 0; i < len; i++)
     {
-      guchar c = (guchar) s[i];
+      guchar c = (guchar)s[i];
 
       if (c == '+')
         {
@@ -360,7 +360,7 @@ mail_xtext_decode (const char *s, gssize slen, GError **error)
                            "malformed xtext escape at offset %" G_GSIZE_FORMAT, i);
               return NULL;
             }
-          c = (guchar) (hi << 4 | lo);
+          c = (guchar)(hi << 4 | lo);
           i += 2;
           if (c < 0x20 || c == 0x7f)
             {
@@ -373,7 +373,7 @@ mail_xtext_decode (const char *s, gssize slen, GError **error)
               g_set_error (error, MAIL_ERROR, MAIL_ERROR_XTEXT, "xtext decodes to an 8-bit byte");
               return NULL;
             }
-          g_string_append_c (out, (char) c);
+          g_string_append_c (out, (char)c);
           continue;
         }
       if (c < 0x20 || c == 0x7f)
@@ -388,7 +388,7 @@ mail_xtext_decode (const char *s, gssize slen, GError **error)
                        "character not allowed in xtext at offset %" G_GSIZE_FORMAT, i);
           return NULL;
         }
-      g_string_append_c (out, (char) c);
+      g_string_append_c (out, (char)c);
     }
   return g_string_free (g_steal_pointer (&out), FALSE);
 }

@@ -47,8 +47,7 @@ const char *mail_params_get_keyword (const MailParams *params, guint i);
 const char *mail_params_get_value (const MailParams *params, guint i);
 /* Case-insensitive on the keyword.  Returns whether it is present; *out_value
  * (optional) gets its value, NULL for a keyword without value. */
-gboolean mail_params_lookup (const MailParams *params, const char *keyword,
-                             const char **out_value);
+gboolean mail_params_lookup (const MailParams *params, const char *keyword, const char **out_value);
 /* Value of keyword or NULL (absent or without value). */
 const char *mail_params_get (const MailParams *params, const char *keyword);
 /* "KEY=VALUE KEY2" as sent; "" when empty. */

@@ -24,7 +24,7 @@ gboolean mail_check_text (const char *s, gsize len, gboolean allow_tab, gboolean
 static inline gsize
 mail_len (const char *s, gssize len)
 {
-  return len < 0 ? strlen (s) : (gsize) len;
+  return len < 0 ? strlen (s) : (gsize)len;
 }
 
 G_END_DECLS

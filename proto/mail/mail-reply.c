@@ -104,7 +104,7 @@ parse_enhanced (const char *s, gsize len, guint *out_class)
   pos++;
   if (!parse_enhanced_number (s, len, &pos) || pos != len)
     return FALSE;
-  *out_class = (guint) (s[0] - '0');
+  *out_class = (guint)(s[0] - '0');
   return TRUE;
 }
 
@@ -235,14 +235,14 @@ mail_reply_new (guint code, const char *enhanced, const char *text, GError **err
     }
   copy = g_strndup (text, len);
   lines = g_strsplit (copy, "\n", -1);
-  return mail_reply_new_lines (code, enhanced, (const char *const *) lines, error);
+  return mail_reply_new_lines (code, enhanced, (const char *const *)lines, error);
 }
 
 void
 mail_reply_default_get (MailReplyDefault which, guint *out_code, const char **out_enhanced,
                         const char **out_text)
 {
-  g_return_if_fail ((guint) which < MAIL_REPLY_N_DEFAULTS);
+  g_return_if_fail ((guint)which < MAIL_REPLY_N_DEFAULTS);
 
   if (out_code != NULL)
     *out_code = mail_reply_defaults[which].code;
@@ -258,7 +258,7 @@ mail_reply_new_default (MailReplyDefault which)
   const MailReplyDefaultEntry *d;
   MailReply *r;
 
-  g_return_val_if_fail ((guint) which < MAIL_REPLY_N_DEFAULTS, NULL);
+  g_return_val_if_fail ((guint)which < MAIL_REPLY_N_DEFAULTS, NULL);
 
   d = &mail_reply_defaults[which];
   r = reply_alloc (d->code, d->enhanced, 1);
@@ -267,8 +267,8 @@ mail_reply_new_default (MailReplyDefault which)
 }
 
 MailReply *
-mail_reply_complete (MailReplyDefault fallback, guint code, const char *enhanced,
-                     const char *text, GError **error)
+mail_reply_complete (MailReplyDefault fallback, guint code, const char *enhanced, const char *text,
+                     GError **error)
 {
   /* Policy defaults per class: what Postfix uses for an access-map reply
    * that has a code but no enhanced code. */
@@ -280,7 +280,7 @@ mail_reply_complete (MailReplyDefault fallback, guint code, const char *enhanced
   gboolean same_class;
   guint klass;
 
-  g_return_val_if_fail ((guint) fallback < MAIL_REPLY_N_DEFAULTS, NULL);
+  g_return_val_if_fail ((guint)fallback < MAIL_REPLY_N_DEFAULTS, NULL);
 
   d = &mail_reply_defaults[fallback];
   if (code == 0)
@@ -307,7 +307,7 @@ void
 mail_reply_unref (MailReply *reply)
 {
   if (reply != NULL)
-    g_atomic_rc_box_release_full (reply, (GDestroyNotify) reply_clear);
+    g_atomic_rc_box_release_full (reply, (GDestroyNotify)reply_clear);
 }
 
 guint
@@ -342,7 +342,7 @@ const char *const *
 mail_reply_get_lines (const MailReply *reply)
 {
   g_return_val_if_fail (reply != NULL, NULL);
-  return (const char *const *) reply->lines;
+  return (const char *const *)reply->lines;
 }
 
 char *
@@ -424,7 +424,7 @@ static gsize
 leading_enhanced (const char *text, guint code_class)
 {
   const char *sp = strchr (text, ' ');
-  gsize len = sp != NULL ? (gsize) (sp - text) : strlen (text);
+  gsize len = sp != NULL ? (gsize)(sp - text) : strlen (text);
   guint klass = 0;
 
   if (!parse_enhanced (text, len, &klass) || klass != code_class)
@@ -448,7 +448,7 @@ mail_reply_parse (const char *data, gsize len, gsize *out_consumed, GError **err
     {
       gsize avail = len - pos;
       const char *line = data + pos;
-      const char *nl = memchr (line, '\n', MIN (avail, (gsize) MAIL_MAX_REPLY_PARSE_LINE));
+      const char *nl = memchr (line, '\n', MIN (avail, (gsize)MAIL_MAX_REPLY_PARSE_LINE));
       gsize line_len;
       guint c;
       gboolean last;
@@ -468,8 +468,8 @@ mail_reply_parse (const char *data, gsize len, gsize *out_consumed, GError **err
                        "reply has more than %d lines", MAIL_MAX_REPLY_PARSE_LINES);
           return NULL;
         }
-      pos = (gsize) (nl - data) + 1;
-      line_len = (gsize) (nl - line);
+      pos = (gsize)(nl - data) + 1;
+      line_len = (gsize)(nl - line);
       /* CRLF is the rule; a bare LF is tolerated as Postfix's client does. */
       if (line_len > 0 && line[line_len - 1] == '\r')
         line_len--;
@@ -481,7 +481,7 @@ mail_reply_parse (const char *data, gsize len, gsize *out_consumed, GError **err
                        "reply line %u does not start with a code", lines->len + 1);
           return NULL;
         }
-      c = (guint) ((line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0'));
+      c = (guint)((line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0'));
       if (!mail_reply_check_code (c, error))
         return NULL;
       if (code != 0 && c != code)
@@ -501,8 +501,8 @@ mail_reply_parse (const char *data, gsize len, gsize *out_consumed, GError **err
                        "reply line %u: code not followed by ' ' or '-'", lines->len + 1);
           return NULL;
         }
-      line += MIN (line_len, (gsize) 4);
-      line_len -= MIN (line_len, (gsize) 4);
+      line += MIN (line_len, (gsize)4);
+      line_len -= MIN (line_len, (gsize)4);
       /* A CR left inside, a NUL or another control is refused; UTF-8 is
        * accepted from peers (RFC 6531 servers send it). */
       if (!mail_check_text (line, line_len, TRUE, TRUE, "reply text", error))

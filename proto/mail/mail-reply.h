@@ -54,7 +54,8 @@ G_BEGIN_DECLS
 /* "5.999.999" */
 #define MAIL_MAX_ENHANCED_CODE 9
 
-typedef enum {
+typedef enum
+{
   MAIL_REPLY_OK,                   /* 250 2.0.0 Ok */
   MAIL_REPLY_REJECT,               /* 550 5.7.1 Message rejected */
   MAIL_REPLY_REJECT_RCPT,          /* 550 5.7.1 Recipient rejected */

@@ -37,8 +37,8 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 static void
 fuzz_paths (const char *s, gsize len, guint flags)
 {
-  g_autoptr (MailPath) p = mail_path_parse (s, (gssize) len, flags, NULL);
-  g_autoptr (MailPath) m = mail_mailbox_parse (s, (gssize) len, flags, NULL);
+  g_autoptr (MailPath) p = mail_path_parse (s, (gssize)len, flags, NULL);
+  g_autoptr (MailPath) m = mail_mailbox_parse (s, (gssize)len, flags, NULL);
   gsize consumed = 0;
   g_autoptr (MailPath) pre = mail_path_parse_prefix (s, len, flags, &consumed, NULL);
 
@@ -76,7 +76,7 @@ fuzz_paths (const char *s, gsize len, guint flags)
 static void
 fuzz_params (const char *s, gsize len, guint flags)
 {
-  g_autoptr (MailParams) p = mail_params_parse (s, (gssize) len, flags, NULL);
+  g_autoptr (MailParams) p = mail_params_parse (s, (gssize)len, flags, NULL);
   g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (MailParams) pa = NULL;
   gsize start = 0;
@@ -100,23 +100,23 @@ fuzz_params (const char *s, gsize len, guint flags)
         }
     }
   g_ptr_array_add (argv, NULL);
-  pa = mail_params_parse_argv ((const char *const *) argv->pdata, flags, NULL);
+  pa = mail_params_parse_argv ((const char *const *)argv->pdata, flags, NULL);
 }
 
 static void
 fuzz_xtext (const char *s, gsize len)
 {
-  g_autofree char *dec = mail_xtext_decode (s, (gssize) len, NULL);
-  g_autofree char *enc = mail_xtext_encode (s, (gssize) len);
+  g_autofree char *dec = mail_xtext_decode (s, (gssize)len, NULL);
+  g_autofree char *enc = mail_xtext_encode (s, (gssize)len);
   g_autofree char *back = NULL;
   gboolean printable = TRUE;
 
   if (dec != NULL)
     for (const char *c = dec; *c != '\0'; c++)
-      CHECK ((guchar) *c >= 0x20 && (guchar) *c < 0x7f);
+      CHECK ((guchar)*c >= 0x20 && (guchar)*c < 0x7f);
 
   for (gsize i = 0; i < len; i++)
-    if ((guchar) s[i] < 0x20 || (guchar) s[i] >= 0x7f)
+    if ((guchar)s[i] < 0x20 || (guchar)s[i] >= 0x7f)
       printable = FALSE;
   back = mail_xtext_decode (enc, -1, NULL);
   if (printable)
@@ -133,12 +133,12 @@ fuzz_reply (const char *s, gsize len, guint selector)
   g_autofree char *text = g_strndup (s, len);
   static const guint codes[] = { 250, 354, 421, 451, 550, 554, 199, 560 };
   static const char *const enhanced[] = { NULL, "2.0.0", "4.7.1", "5.7.1", "5.07.1", "" };
-  g_autoptr (MailReply) built = mail_reply_new (codes[selector % G_N_ELEMENTS (codes)],
-                                                enhanced[selector % G_N_ELEMENTS (enhanced)],
-                                                text, NULL);
+  g_autoptr (MailReply) built
+      = mail_reply_new (codes[selector % G_N_ELEMENTS (codes)],
+                        enhanced[selector % G_N_ELEMENTS (enhanced)], text, NULL);
   g_autoptr (MailReply) completed = mail_reply_complete (
-    selector % MAIL_REPLY_N_DEFAULTS, selector & 1 ? 0 : codes[selector % G_N_ELEMENTS (codes)],
-    NULL, text, NULL);
+      selector % MAIL_REPLY_N_DEFAULTS, selector & 1 ? 0 : codes[selector % G_N_ELEMENTS (codes)],
+      NULL, text, NULL);
 
   if (built != NULL)
     {
@@ -152,7 +152,7 @@ fuzz_reply (const char *s, gsize len, guint selector)
       /* the milter form only grows by doubled '%' and loses the final CRLF */
       CHECK (strlen (milter) + 2 >= strlen (wire) && !g_str_has_suffix (milter, "\r\n"));
     }
-  (void) completed;
+  (void)completed;
 
   if (r != NULL)
     {
@@ -164,7 +164,7 @@ fuzz_reply (const char *s, gsize len, guint selector)
       CHECK (consumed > 0 && consumed <= len);
       /* formatting may repeat the enhanced code on a line that lacked it */
       for (const char *nl; (nl = strstr (line, "\r\n")) != NULL; line = nl + 2)
-        if ((gsize) (nl + 2 - line) >= MAIL_MAX_REPLY_PARSE_LINE)
+        if ((gsize)(nl + 2 - line) >= MAIL_MAX_REPLY_PARSE_LINE)
           fits = FALSE;
       if (!fits)
         return;
@@ -185,15 +185,15 @@ fuzz_header (const char *s, gsize len)
   g_autofree char *name = NULL;
   g_autofree char *value = NULL;
   g_autofree char *folded = NULL;
-  g_autofree char *unfolded = mail_header_unfold (s, (gssize) len);
+  g_autofree char *unfolded = mail_header_unfold (s, (gssize)len);
 
   CHECK (strlen (unfolded) <= len);
-  (void) mail_header_name_check (s, (gssize) len, NULL);
-  (void) mail_header_value_check (s, (gssize) len, NULL);
+  (void)mail_header_name_check (s, (gssize)len, NULL);
+  (void)mail_header_value_check (s, (gssize)len, NULL);
   if (colon == NULL)
     return;
-  name = g_strndup (s, (gsize) (colon - s));
-  value = g_strndup (colon + 1, len - (gsize) (colon - s) - 1);
+  name = g_strndup (s, (gsize)(colon - s));
+  value = g_strndup (colon + 1, len - (gsize)(colon - s) - 1);
   folded = mail_header_fold (name, value, NULL);
   if (folded != NULL)
     {
@@ -202,7 +202,7 @@ fuzz_header (const char *s, gsize len)
       const char *line = folded;
 
       for (const char *nl; (nl = strstr (line, "\r\n")) != NULL; line = nl + 2)
-        CHECK ((gsize) (nl - line) <= MAIL_MAX_HEADER_LINE);
+        CHECK ((gsize)(nl - line) <= MAIL_MAX_HEADER_LINE);
       back = mail_header_unfold (folded + prefix, -1);
       if (value[0] == '\0')
         CHECK (back[0] == '\0');
@@ -228,7 +228,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (size < 1)
     return 0;
   flags = data[0] & 0x0f;
-  s = (const char *) data + 1;
+  s = (const char *)data + 1;
   len = size - 1;
 
   fuzz_paths (s, len, flags);

@@ -17,7 +17,8 @@
 #define PM MAIL_PARSE_ALLOW_POSTMASTER
 #define LENIENT MAIL_PARSE_LENIENT
 
-typedef enum {
+typedef enum
+{
   PARSE_PATH,
   PARSE_MAILBOX,
 } ParseKind;
@@ -42,8 +43,8 @@ static const AddressCase address_cases[] = {
   { "case-kept", PARSE_PATH, "<User@Example.ORG>", 0, 0, OK, "User@Example.ORG", "User",
     "Example.ORG" },
   { "null", PARSE_PATH, "<>", 0, NUL_OK, OK, "", "", "" },
-  { "route", PARSE_PATH, "<@a.example,@b.example:user@dom.example>", 0, 0, OK,
-    "user@dom.example", "user", "dom.example" },
+  { "route", PARSE_PATH, "<@a.example,@b.example:user@dom.example>", 0, 0, OK, "user@dom.example",
+    "user", "dom.example" },
   { "route-single", PARSE_PATH, "<@relay.example:u@d.example>", 0, 0, OK, "u@d.example", "u",
     "d.example" },
   { "quoted-space", PARSE_PATH, "<\"john doe\"@x.example>", 0, 0, OK, "\"john doe\"@x.example",
@@ -101,10 +102,11 @@ static const AddressCase address_cases[] = {
   { "lenient-underscore", PARSE_PATH, "<u@my_host.example>", 0, LENIENT, OK, "u@my_host.example",
     "u", "my_host.example" },
   /* SMTPUTF8 */
-  { "utf8-local", PARSE_PATH, "<jos\xc3\xa9@example.org>", 0, UTF8, OK,
-    "jos\xc3\xa9@example.org", "jos\xc3\xa9", "example.org" },
-  { "utf8-domain", PARSE_PATH, "<\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a>",
-    0, UTF8, OK, "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a",
+  { "utf8-local", PARSE_PATH, "<jos\xc3\xa9@example.org>", 0, UTF8, OK, "jos\xc3\xa9@example.org",
+    "jos\xc3\xa9", "example.org" },
+  { "utf8-domain", PARSE_PATH,
+    "<\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a>", 0, UTF8, OK,
+    "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a",
     "\xe7\x94\xa8\xe6\x88\xb7", "\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a" },
   { "utf8-quoted", PARSE_PATH, "<\"j\xc3\xb6rg m\"@example.org>", 0, UTF8, OK,
     "\"j\xc3\xb6rg m\"@example.org", "j\xc3\xb6rg m", "example.org" },
@@ -153,8 +155,7 @@ static const AddressCase address_cases[] = {
   { "traversal-strict", PARSE_PATH, "<../../x@example.org>", 0, 0, MAIL_ERROR_LOCAL_PART },
   { "dots-only-lenient", PARSE_PATH, "<..@x.example>", 0, LENIENT, MAIL_ERROR_LOCAL_PART },
   { "sleep-unquoted", PARSE_PATH, "<;sleep 5;>", 0, 0, MAIL_ERROR_LOCAL_PART },
-  { "sleep-unquoted-domain", PARSE_PATH, "<;sleep 5;@example.org>", 0, 0,
-    MAIL_ERROR_LOCAL_PART },
+  { "sleep-unquoted-domain", PARSE_PATH, "<;sleep 5;@example.org>", 0, 0, MAIL_ERROR_LOCAL_PART },
   { "space-local", PARSE_PATH, "<us er@x.example>", 0, 0, MAIL_ERROR_LOCAL_PART },
   { "paren-local", PARSE_PATH, "<$(reboot)@x.example>", 0, 0, MAIL_ERROR_LOCAL_PART },
   { "space-domain", PARSE_PATH, "<user@exa mple.org>", 0, 0, MAIL_ERROR_DOMAIN },
@@ -198,8 +199,10 @@ static const AddressCase address_cases[] = {
   { "utf8-without-flag-lenient", PARSE_PATH, "<jos\xc3\xa9@example.org>", 0, LENIENT,
     MAIL_ERROR_UTF8_NOT_ALLOWED },
   { "latin1", PARSE_PATH, "<jos\xe9@example.org>", 0, UTF8, MAIL_ERROR_INVALID_UTF8 },
-  { "overlong-slash", PARSE_PATH, "<a\xc0\xaf" "b@example.org>", 0, UTF8,
-    MAIL_ERROR_INVALID_UTF8 },
+  { "overlong-slash", PARSE_PATH,
+    "<a\xc0\xaf"
+    "b@example.org>",
+    0, UTF8, MAIL_ERROR_INVALID_UTF8 },
   { "truncated-utf8", PARSE_PATH, "<a@example.org\xe4\xbe>", 0, UTF8, MAIL_ERROR_INVALID_UTF8 },
   { "surrogate", PARSE_PATH, "<a\xed\xa0\x80@example.org>", 0, UTF8, MAIL_ERROR_INVALID_UTF8 },
 };
@@ -242,7 +245,7 @@ test_address_case (gconstpointer data)
    * domains such as "my_host": a canonical local part is always strict.) */
   again = mail_path_parse (mail_path_get_path (p), -1,
                            (strchr (c->domain, '_') ? c->flags : c->flags & ~MAIL_PARSE_LENIENT)
-                             | MAIL_PARSE_ALLOW_NULL,
+                               | MAIL_PARSE_ALLOW_NULL,
                            &error);
   g_assert_no_error (error);
   g_assert_true (mail_path_equal (p, again));
@@ -257,10 +260,10 @@ test_address_accessors (void)
   g_autoptr (MailPath) p = mail_path_parse ("<\"john doe\"@Example.ORG>", -1, 0, &error);
   g_autoptr (MailPath) n = mail_path_parse ("<>", -1, MAIL_PARSE_ALLOW_NULL, &error);
   g_autoptr (MailPath) r = mail_path_parse ("<@a.example:u@b.example>", -1, 0, &error);
-  g_autoptr (MailPath) pm = mail_path_parse ("<Postmaster>", -1, MAIL_PARSE_ALLOW_POSTMASTER,
-                                             &error);
-  g_autoptr (MailPath) u = mail_path_parse ("<u@\xc3\x89xample.org>", -1, MAIL_PARSE_SMTPUTF8,
-                                            &error);
+  g_autoptr (MailPath) pm
+      = mail_path_parse ("<Postmaster>", -1, MAIL_PARSE_ALLOW_POSTMASTER, &error);
+  g_autoptr (MailPath) u
+      = mail_path_parse ("<u@\xc3\x89xample.org>", -1, MAIL_PARSE_SMTPUTF8, &error);
 
   g_assert_no_error (error);
   g_assert_cmpstr (mail_path_get_local_raw (p), ==, "\"john doe\"");
@@ -325,7 +328,7 @@ make_domain (gsize len)
       if (d->len > 0)
         g_string_append_c (d, '.');
       for (gsize i = 0; i < 63 && d->len < len; i++)
-        g_string_append_c (d, 'a' + (char) (d->len % 26));
+        g_string_append_c (d, 'a' + (char)(d->len % 26));
     }
   /* A dot added last would leave an empty label: move it one to the left. */
   if (d->len >= 2 && d->str[d->len - 1] == '.')
@@ -506,8 +509,8 @@ test_address_new (void)
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autoptr (GError) error = NULL;
-      g_autoptr (MailPath) p = mail_path_new (cases[i].local, cases[i].domain, cases[i].flags,
-                                              &error);
+      g_autoptr (MailPath) p
+          = mail_path_new (cases[i].local, cases[i].domain, cases[i].flags, &error);
 
       if (cases[i].error == OK)
         {
@@ -543,9 +546,9 @@ test_address_helpers (void)
   {
     const char *in, *out;
   } quote[] = {
-    { "plain", "plain" },          { "a.b", "a.b" },          { ".a", "\".a\"" },
-    { "a..b", "\"a..b\"" },        { "a b", "\"a b\"" },      { "a\"b", "\"a\\\"b\"" },
-    { "a\\b", "\"a\\\\b\"" },     { "", "\"\"" },            { "j\xc3\xb6rg", "j\xc3\xb6rg" },
+    { "plain", "plain" },     { "a.b", "a.b" },     { ".a", "\".a\"" },
+    { "a..b", "\"a..b\"" },   { "a b", "\"a b\"" }, { "a\"b", "\"a\\\"b\"" },
+    { "a\\b", "\"a\\\\b\"" }, { "", "\"\"" },       { "j\xc3\xb6rg", "j\xc3\xb6rg" },
   };
   static const struct
   {

@@ -33,7 +33,10 @@ static const CheckCase name_cases[] = {
   { "lf", "X\n", 0, MAIL_ERROR_HEADER_NAME },
   { "nul", "X\0Y", 3, MAIL_ERROR_HEADER_NAME },
   { "del", "X\x7f", 0, MAIL_ERROR_HEADER_NAME },
-  { "8bit", "S\xc3\xbc" "bject", 0, MAIL_ERROR_HEADER_NAME },
+  { "8bit",
+    "S\xc3\xbc"
+    "bject",
+    0, MAIL_ERROR_HEADER_NAME },
 };
 
 static const CheckCase value_cases[] = {
@@ -48,7 +51,10 @@ static const CheckCase value_cases[] = {
   { "folded", "a\r\n b", 0, MAIL_ERROR_FORBIDDEN_CHAR },
   { "nul", "a\0b", 3, MAIL_ERROR_FORBIDDEN_CHAR },
   { "esc", "a\x1b[2J", 0, MAIL_ERROR_FORBIDDEN_CHAR },
-  { "c1", "a\xc2\x9b" "b", 0, MAIL_ERROR_FORBIDDEN_CHAR },
+  { "c1",
+    "a\xc2\x9b"
+    "b",
+    0, MAIL_ERROR_FORBIDDEN_CHAR },
   { "invalid-utf8", "a\xff", 0, MAIL_ERROR_INVALID_UTF8 },
   { "latin1", "caf\xe9", 0, MAIL_ERROR_INVALID_UTF8 },
 };
@@ -194,7 +200,7 @@ make_words (gsize total, gboolean utf8)
           if (utf8 && i % 3 == 0)
             g_string_append (v, "\xc3\xa9");
           else
-            g_string_append_c (v, 'a' + (char) ((state >> (i % 16)) % 26));
+            g_string_append_c (v, 'a' + (char)((state >> (i % 16)) % 26));
         }
     }
   return g_string_free (v, FALSE);
@@ -336,10 +342,17 @@ test_unfold (void)
   {
     const char *in, *out;
   } cases[] = {
-    { "a\r\n b", "a b" },         { "a\r\n\tb", "a\tb" },     { "a\n b", "a b" },
-    { "a\r\nb", "a\r\nb" },       { "value\r\n", "value" },   { "value\n", "value" },
-    { "a\r\n  b\r\n", "a  b" },   { "", "" },                 { "\r\n", "" },
-    { " lead", " lead" },         { "x\r\n \r\n y", "x  y" },
+    { "a\r\n b", "a b" },
+    { "a\r\n\tb", "a\tb" },
+    { "a\n b", "a b" },
+    { "a\r\nb", "a\r\nb" },
+    { "value\r\n", "value" },
+    { "value\n", "value" },
+    { "a\r\n  b\r\n", "a  b" },
+    { "", "" },
+    { "\r\n", "" },
+    { " lead", " lead" },
+    { "x\r\n \r\n y", "x  y" },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -358,8 +371,8 @@ test_unfold (void)
 static void
 test_names (void)
 {
-  g_autoptr (GHashTable) h = g_hash_table_new (mail_header_name_hash,
-                                               (GEqualFunc) mail_header_name_equal);
+  g_autoptr (GHashTable) h
+      = g_hash_table_new (mail_header_name_hash, (GEqualFunc)mail_header_name_equal);
 
   g_assert_true (mail_header_name_equal ("Subject", "SUBJECT"));
   g_assert_true (mail_header_name_equal ("x-spam", "X-Spam"));

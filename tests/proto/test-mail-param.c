@@ -48,8 +48,7 @@ static const ParamCase param_cases[] = {
   { "crlf-injection", "SIZE=1\r\nRCPT TO:<x@y>", 0, 0, MAIL_ERROR_FORBIDDEN_CHAR },
   { "nul", "SIZE=1\0BODY=7BIT", 16, 0, MAIL_ERROR_FORBIDDEN_CHAR },
   { "tab", "SIZE=1\tBODY=7BIT", 0, 0, MAIL_ERROR_FORBIDDEN_CHAR },
-  { "utf8-without-flag", "ORCPT=utf-8;jos\xc3\xa9@x.example", 0, 0,
-    MAIL_ERROR_UTF8_NOT_ALLOWED },
+  { "utf8-without-flag", "ORCPT=utf-8;jos\xc3\xa9@x.example", 0, 0, MAIL_ERROR_UTF8_NOT_ALLOWED },
   { "invalid-utf8", "ENVID=\xff\xfe", 0, MAIL_PARSE_SMTPUTF8, MAIL_ERROR_INVALID_UTF8 },
 };
 
@@ -58,8 +57,8 @@ test_param_case (gconstpointer data)
 {
   const ParamCase *c = data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (MailParams) p = mail_params_parse (c->input, c->len != 0 ? c->len : -1, c->flags,
-                                                &error);
+  g_autoptr (MailParams) p
+      = mail_params_parse (c->input, c->len != 0 ? c->len : -1, c->flags, &error);
   g_autofree char *s = NULL;
 
   if (c->error != OK)
@@ -256,7 +255,7 @@ test_xtext_encode (void)
   g_clear_error (&error);
 
   for (int c = 0x20; c < 0x7f; c++)
-    g_string_append_c (printable, (char) c);
+    g_string_append_c (printable, (char)c);
   enc = mail_xtext_encode (printable->str, -1);
   for (const char *p = enc; *p != '\0'; p++)
     g_assert_true (*p > ' ' && *p < 0x7f && *p != '=');

@@ -208,7 +208,7 @@ static void
 test_parse_case (gconstpointer data)
 {
   const ParseCase *c = data;
-  gsize len = c->len != 0 ? (gsize) c->len : strlen (c->input);
+  gsize len = c->len != 0 ? (gsize)c->len : strlen (c->input);
   g_autoptr (GError) error = NULL;
   gsize consumed = 0;
   g_autoptr (MailReply) r = mail_reply_parse (c->input, len, &consumed, &error);
