@@ -20,9 +20,9 @@ GQuark mail_error_quark (void);
 typedef enum
 {
   /* shared by every parser */
-  MAIL_ERROR_EMPTY,          /* nothing to parse */
-  MAIL_ERROR_SYNTAX,         /* missing '<' or '>', trailing bytes, stray character */
-  MAIL_ERROR_FORBIDDEN_CHAR, /* NUL, CR, LF or another control character (also after xtext decoding) */
+  MAIL_ERROR_EMPTY,            /* nothing to parse */
+  MAIL_ERROR_SYNTAX,           /* missing '<' or '>', trailing bytes, stray character */
+  MAIL_ERROR_FORBIDDEN_CHAR,   /* NUL, CR, LF, another control (also decoded xtext) */
   MAIL_ERROR_UTF8_NOT_ALLOWED, /* 8-bit byte where only ASCII is allowed (no SMTPUTF8) */
   MAIL_ERROR_INVALID_UTF8,     /* 8-bit bytes that are not valid UTF-8 */
 

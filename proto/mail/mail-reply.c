@@ -444,10 +444,17 @@ mail_reply_parse (const char *data, gsize len, gsize *out_consumed, GError **err
 
   g_return_val_if_fail (data != NULL || len == 0, NULL);
 
+  if (len == 0)
+    {
+      g_set_error (error, MAIL_ERROR, MAIL_ERROR_INCOMPLETE, "reply incomplete");
+      return NULL;
+    }
   for (;;)
     {
       gsize avail = len - pos;
       const char *line = data + pos;
+      /* line is never NULL (len == 0 returned early); avail may be 0 after
+       * a continuation line, and memchr then finds nothing. */
       const char *nl = memchr (line, '\n', MIN (avail, (gsize)MAIL_MAX_REPLY_PARSE_LINE));
       gsize line_len;
       guint c;

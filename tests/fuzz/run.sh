@@ -11,7 +11,7 @@ seconds=${2:-5}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$build/crashes"
 for bin in "$build"/tests/fuzz/fuzz-*; do
-	[ -x "$bin" ] || continue
+	[ -f "$bin" ] && [ -x "$bin" ] || continue
 	name=$(basename "$bin" | sed 's/^fuzz-//')
 	work=$(mktemp -d)
 	[ -d "$here/corpus/$name" ] && cp -r "$here/corpus/$name/." "$work/"

@@ -153,7 +153,56 @@ def test_ctl_quarantine_cycle():
     p = ctl("-c", conf, "quarantine", "show", "../../etc/passwd", check=False)
     assert p.returncode == 1
 
-run([test_check_ok, test_check_bad_rules_names_file_line_col,
+def blocks(path, lang):
+    """The fenced code blocks of one language in a document."""
+    out, cur = [], None
+    for line in open(path, encoding="utf-8"):
+        if cur is None and line.strip() == "```" + lang:
+            cur = []
+        elif cur is not None and line.strip() == "```":
+            out.append("".join(cur))
+            cur = None
+        elif cur is not None:
+            cur.append(line)
+    return out
+
+def test_shipped_config_and_rules_check():
+    conf = os.path.join(SRC, "conf", "vps.conf")
+    p = subprocess.run([VPSD, "-c", conf, "--check"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+
+def test_docs_config_example_is_the_shipped_config():
+    ini = blocks(os.path.join(SRC, "docs", "config.md"), "ini")
+    assert ini, "docs/config.md has no ```ini block"
+    shipped = open(os.path.join(SRC, "conf", "vps.conf")).read()
+    assert ini[-1] == shipped, "docs/config.md's complete example differs from conf/vps.conf"
+
+def test_docs_connectors_examples_load():
+    doc = os.path.join(SRC, "docs", "connectors.md")
+    ini, vsl = blocks(doc, "ini"), blocks(doc, "vsl")
+    assert ini and vsl
+    d = tmpdir()
+    write(os.path.join(d, "rules.vsl"), vsl[0])
+    write(os.path.join(d, "vps.conf"), "[vpsd]\nrules = rules.vsl\n[quarantine]\ndir = q\nnames = virus\n" + ini[0])
+    p = subprocess.run([VPSD, "-c", os.path.join(d, "vps.conf"), "--check"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    # And they behave as the document says: EICAR is a virus.
+    r = json.loads(ctl("-c", os.path.join(d, "vps.conf"), "run", os.path.join(DATA, "eicar-plain.eml"),
+                       "--client-ip", "192.0.2.1", "--rcpt", "bob@example.org", "--json").stdout)
+    assert r["verdict"] == "quarantine" and r["quarantine"] == "virus", r
+
+def test_readme_rules_load():
+    vsl = blocks(os.path.join(SRC, "README.md"), "vsl")
+    assert vsl
+    d = tmpdir()
+    for i, text in enumerate(vsl):
+        path = os.path.join(d, f"readme{i}.vsl")
+        write(path, text)
+        ctl("check-rules", path)
+
+run([test_shipped_config_and_rules_check, test_docs_config_example_is_the_shipped_config,
+     test_docs_connectors_examples_load, test_readme_rules_load, test_check_ok, test_check_bad_rules_names_file_line_col,
      test_check_bad_config_names_file_line_key, test_unknown_connector_type_refused,
      test_start_reload_refuse_reload_accept_drain, test_ctl_check_rules, test_ctl_explain,
      test_ctl_run_text_and_json, test_ctl_usage_errors, test_ctl_quarantine_cycle])

@@ -175,6 +175,7 @@ static const AddressCase address_cases[] = {
   { "literal-empty", PARSE_PATH, "<u@[]>", 0, 0, MAIL_ERROR_ADDRESS_LITERAL },
   { "literal-unclosed", PARSE_PATH, "<u@[1.2.3.4>", 0, 0, MAIL_ERROR_ADDRESS_LITERAL },
   { "literal-zone", PARSE_PATH, "<u@[IPv6:fe80::1%eth0]>", 0, 0, MAIL_ERROR_ADDRESS_LITERAL },
+  { "literal-leading-zero", PARSE_PATH, "<u@[01.2.3.4]>", 0, 0, MAIL_ERROR_ADDRESS_LITERAL },
   { "literal-hostname", PARSE_PATH, "<u@[mail.example]>", 0, 0, MAIL_ERROR_ADDRESS_LITERAL },
   /* forbidden bytes anywhere, in every mode */
   { "nul-local", PARSE_PATH, "<us\0er@x.example>", 17, 0, MAIL_ERROR_FORBIDDEN_CHAR },
@@ -396,6 +397,27 @@ test_address_limits (void)
     g_assert_error (error, MAIL_ERROR, MAIL_ERROR_PATH_TOO_LONG);
     g_assert_null (p);
   }
+  /* the same bound when the path is followed by ESMTP parameters */
+  for (gsize extra = 0; extra <= 1; extra++)
+    {
+      g_autofree char *local = g_strnfill (64, 'l');
+      g_autofree char *domain = make_domain (MAIL_MAX_PATH - 64 - 3 + extra);
+      g_autofree char *cmd = g_strconcat ("<", local, "@", domain, "> SIZE=1", NULL);
+      g_autoptr (GError) error = NULL;
+      gsize consumed = 0;
+      g_autoptr (MailPath) p = mail_path_parse_prefix (cmd, strlen (cmd), 0, &consumed, &error);
+
+      if (extra == 0)
+        {
+          g_assert_no_error (error);
+          g_assert_cmpuint (consumed, ==, MAIL_MAX_PATH);
+        }
+      else
+        {
+          g_assert_error (error, MAIL_ERROR, MAIL_ERROR_PATH_TOO_LONG);
+          g_assert_null (p);
+        }
+    }
   /* a quoted local part is counted with its quotes: 62 + 2 OK, 63 + 2 not */
   {
     g_autofree char *q62 = g_strnfill (62, 'q');

@@ -163,7 +163,11 @@ check_folded (const char *name, const char *folded, gsize width, const char *eol
             p += prefix;
           while (*p == ' ' || *p == '\t')
             p++;
-          g_assert_null (strpbrk (p, " \t"));
+          p += strcspn (p, " \t");
+          /* after the word, only the value's trailing whitespace may follow */
+          g_assert_cmpuint (strspn (p, " \t"), ==, strlen (p));
+          if (*p != '\0')
+            g_assert_cmpuint (i, ==, n - 1);
         }
       /* valid UTF-8 on every line: no break inside a character */
       g_assert_true (g_utf8_validate (lines[i], -1, NULL));
@@ -241,6 +245,10 @@ test_fold_cases (void)
     { "Subject", "", "Subject:\r\n" },
     { "Subject", "  lead", "Subject:   lead\r\n" },
     { "Subject", "trail   ", "Subject: trail   \r\n" },
+    /* trailing whitespace past the width stays: a fold there would leave a
+     * whitespace-only line */
+    { "X", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa     ",
+      "X: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa     \r\n" },
     /* 78 fits, 79 folds before the last word */
     { "X", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa bbbb",
       "X: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa bbbb\r\n" },
@@ -273,6 +281,8 @@ test_fold_long_words (void)
   g_autofree char *mid = g_strconcat ("short ", w100, " tail", NULL);
   g_autofree char *expected = g_strconcat ("X: short\r\n ", w100, "\r\n tail\r\n", NULL);
   g_autofree char *after = g_strconcat ("word ", w996, NULL);
+  g_autofree char *lead = g_strconcat ("  ", w100, NULL);
+  g_autofree char *lead_expected = g_strconcat ("X:   ", w100, "\r\n", NULL);
   g_autoptr (GError) error = NULL;
   g_autofree char *folded = NULL;
   g_autofree char *back = NULL;
@@ -283,6 +293,13 @@ test_fold_long_words (void)
   g_assert_cmpstr (folded, ==, expected);
   back = check_folded ("X", folded, MAIL_HEADER_FOLD_WIDTH, "\r\n");
   g_assert_cmpstr (back, ==, mid);
+  g_clear_pointer (&folded, g_free);
+
+  /* leading whitespace never becomes a fold before the first word: the first
+   * line would end in whitespace and carry nothing */
+  folded = mail_header_fold ("X", lead, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (folded, ==, lead_expected);
   g_clear_pointer (&folded, g_free);
 
   /* "X: " + 995 = 998: the hard limit exactly */
