@@ -26,11 +26,12 @@
 #include "vps/session.h"
 
 static const RulesStage stage_order[] = {
-  RULES_STAGE_CONNECT, RULES_STAGE_HELO, RULES_STAGE_MAIL,     RULES_STAGE_RCPT,
+  RULES_STAGE_CONNECT, RULES_STAGE_HELO,  RULES_STAGE_MAIL,     RULES_STAGE_RCPT,
   RULES_STAGE_DATA,    RULES_STAGE_POSTQ, RULES_STAGE_DELIVERY,
 };
 
-typedef struct {
+typedef struct
+{
   VpsEngine *engine;
   GBytes *raw;
   GMainLoop *loop;
@@ -131,36 +132,36 @@ run_next_stage (Bench *b)
   stage = stage_order[b->step];
   switch (stage)
     {
-    case RULES_STAGE_HELO:
-      vps_session_set_helo (b->session, "mx.sender.example");
-      break;
-    case RULES_STAGE_MAIL:
-      vps_txn_set_sender (b->txn, "alice@sender.example", NULL);
-      break;
-    case RULES_STAGE_RCPT:
-      vps_txn_set_rcpt (b->txn, "bob@example.org", NULL);
-      break;
-    case RULES_STAGE_DATA:
-      {
-        g_autoptr (GError) error = NULL;
-        g_autoptr (VpsMessage) msg = vps_message_new (b->raw, &error);
+      case RULES_STAGE_HELO:
+        vps_session_set_helo (b->session, "mx.sender.example");
+        break;
+      case RULES_STAGE_MAIL:
+        vps_txn_set_sender (b->txn, "alice@sender.example", NULL);
+        break;
+      case RULES_STAGE_RCPT:
+        vps_txn_set_rcpt (b->txn, "bob@example.org", NULL);
+        break;
+      case RULES_STAGE_DATA:
+        {
+          g_autoptr (GError) error = NULL;
+          g_autoptr (VpsMessage) msg = vps_message_new (b->raw, &error);
 
-        if (msg == NULL)
-          {
-            fprintf (stderr, "bench-rules: message: %s\n", error->message);
-            exit (1);
-          }
-        vps_txn_set_message (b->txn, msg);
-      }
-      break;
-    case RULES_STAGE_POSTQ:
-      vps_txn_set_queue_id (b->txn, "4ABCDEF0");
-      break;
-    case RULES_STAGE_DELIVERY:
-      vps_txn_set_rcpt (b->txn, "bob@example.org", NULL);
-      break;
-    default:
-      break;
+          if (msg == NULL)
+            {
+              fprintf (stderr, "bench-rules: message: %s\n", error->message);
+              exit (1);
+            }
+          vps_txn_set_message (b->txn, msg);
+        }
+        break;
+      case RULES_STAGE_POSTQ:
+        vps_txn_set_queue_id (b->txn, "4ABCDEF0");
+        break;
+      case RULES_STAGE_DELIVERY:
+        vps_txn_set_rcpt (b->txn, "bob@example.org", NULL);
+        break;
+      default:
+        break;
     }
   vps_engine_run_stage_async (b->engine, b->session, b->txn, stage, NULL, on_stage_done, b);
 }
@@ -184,7 +185,7 @@ main (int argc, char **argv)
       fprintf (stderr, "usage: bench-rules RULES.vsl MSG.eml [TRANSACTIONS]\n");
       return 2;
     }
-  b.total = argc > 3 ? (guint) g_ascii_strtoull (argv[3], NULL, 10) : 100000;
+  b.total = argc > 3 ? (guint)g_ascii_strtoull (argv[3], NULL, 10) : 100000;
   if (b.total < 100)
     b.total = 100;
 
@@ -223,7 +224,7 @@ main (int argc, char **argv)
       {
         g_autoptr (VpsMessage) msg = vps_message_new (b.raw, NULL);
       }
-    parse_us = (double) (g_get_monotonic_time () - t0) / n;
+    parse_us = (double)(g_get_monotonic_time () - t0) / n;
   }
 
   b.loop = g_main_loop_new (NULL, FALSE);
@@ -239,10 +240,10 @@ main (int argc, char **argv)
   printf ("rules %u\n", rules);
   printf ("message_bytes %zu\n", g_bytes_get_size (b.raw));
   printf ("transactions %u\n", b.total);
-  printf ("wall_us_per_txn %.1f\n", (double) (t1 - t0) / b.total);
+  printf ("wall_us_per_txn %.1f\n", (double)(t1 - t0) / b.total);
   printf ("cpu_us_per_txn %.1f\n", (c1 - c0) * 1e6 / b.total);
   printf ("parse_us_per_msg %.1f\n", parse_us);
-  printf ("rules_us_per_txn %.1f\n", (double) (t1 - t0) / b.total - parse_us);
+  printf ("rules_us_per_txn %.1f\n", (double)(t1 - t0) / b.total - parse_us);
   printf ("rss_kb_at_1pct %" G_GINT64_FORMAT "\n", b.rss_marks[0]);
   printf ("rss_kb_at_10pct %" G_GINT64_FORMAT "\n", b.rss_marks[1]);
   printf ("rss_kb_at_50pct %" G_GINT64_FORMAT "\n", b.rss_marks[2]);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  *
  * config-private.h — the schema table and value parsers shared by config.c
- * and config-schema.c (and visible to tests/vps/test-config.c).
+ * and config-schema.c (and visible to tests/vps/test-config.c), and the
+ * loaded form of a VpsConfig that config.c builds and config-access.c reads.
  */
 #pragma once
 
@@ -63,5 +64,42 @@ gboolean vps_config_valid_ident (const char *s);
 gboolean vps_config_value_parse (const VpsConfigKeyDef *def, const char *text, const char *base_dir,
                                  VpsConfigValue *out, const char **why);
 void vps_config_value_clear (VpsConfigValue *v);
+
+/* ---- a loaded VpsConfig (built by config.c, read by config-access.c) ---- */
+
+#define VPS_CONFIG_CONNECTOR_PREFIX "connector "
+
+typedef struct
+{
+  const VpsConfigKeyDef *def; /* NULL: a connector's type-specific key */
+  VpsConfigValue v;
+  char *raw;      /* as written (unescaped); NULL for a default */
+  char *resolved; /* type-specific keys: raw resolved as a path */
+  guint line;     /* 0 = not in the file */
+} VpsConfigEntry;
+
+typedef struct
+{
+  char *name;
+  guint line;          /* 0 = not in the file */
+  GHashTable *entries; /* key → VpsConfigEntry */
+  GPtrArray *keys;     /* keys as written, in file order (owned by entries) */
+} VpsConfigGroup;
+
+struct _VpsConfig
+{
+  gatomicrefcount ref;
+  char *name;         /* for messages: the path or name as given */
+  char *path;         /* absolute, NULL for the defaults */
+  char *base_dir;     /* relative paths are resolved against it */
+  GHashTable *groups; /* name → VpsConfigGroup */
+  GPtrArray *order;   /* VpsConfigGroup, in file order */
+  GArray *connectors; /* VpsConfigConnector; strings owned by the groups */
+  char **export_names;
+};
+
+/* The entry of `key` in `group` (full name, "connector NAME"), or NULL. */
+const VpsConfigEntry *vps_config_entry_find (const VpsConfig *cfg, const char *group,
+                                             const char *key);
 
 G_END_DECLS

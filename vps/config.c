@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  *
  * config.c — reads vps.conf (a GKeyFile) and validates it against the
- * schema of config-schema.c.
+ * schema of config-schema.c; the accessors of a loaded VpsConfig are in
+ * config-access.c.
  *
  * GKeyFile parses and unescapes values but knows no line numbers, so the
  * text is first scanned here with GKeyFile's own line rules (comment,
@@ -11,6 +12,8 @@
  * required keys are refused with "FILE:LINE: [group] key: what".  Values
  * that are absent take their schema default, so every accessor answers.
  * The result is immutable; reads from several threads need no lock.
+ * A connector class checks its own keys later with
+ * vps_config_connector_check_keys(), which reports the same way.
  */
 #include "vps/config-private.h"
 
@@ -19,37 +22,6 @@
 
 G_DEFINE_QUARK (vps - config - error - quark, vps_config_error)
 
-#define CONNECTOR_PREFIX "connector "
-
-typedef struct
-{
-  const VpsConfigKeyDef *def; /* NULL: a connector's type-specific key */
-  VpsConfigValue v;
-  char *raw;      /* as written (unescaped); NULL for a default */
-  char *resolved; /* type-specific keys: raw resolved as a path */
-  guint line;     /* 0 = not in the file */
-} Entry;
-
-typedef struct
-{
-  char *name;
-  guint line;          /* 0 = not in the file */
-  GHashTable *entries; /* key → Entry */
-  GPtrArray *keys;     /* keys as written, in file order (owned by entries) */
-} Group;
-
-struct _VpsConfig
-{
-  gatomicrefcount ref;
-  char *name;         /* for messages: the path or name as given */
-  char *path;         /* absolute, NULL for the defaults */
-  char *base_dir;     /* relative paths are resolved against it */
-  GHashTable *groups; /* name → Group */
-  GPtrArray *order;   /* Group, in file order */
-  GArray *connectors; /* VpsConfigConnector; strings owned by the groups */
-  char **export_names;
-};
-
 static const VpsConfigKeyDef export_def = {
   "export", "NAME", VPS_CFG_PATH, NULL, 0, 0, NULL, "export directory",
 };
@@ -57,7 +29,7 @@ static const VpsConfigKeyDef export_def = {
 static void
 entry_free (gpointer p)
 {
-  Entry *e = p;
+  VpsConfigEntry *e = p;
 
   vps_config_value_clear (&e->v);
   g_free (e->raw);
@@ -68,7 +40,7 @@ entry_free (gpointer p)
 static void
 group_free (gpointer p)
 {
-  Group *g = p;
+  VpsConfigGroup *g = p;
 
   g_hash_table_unref (g->entries);
   g_ptr_array_unref (g->keys);
@@ -76,14 +48,14 @@ group_free (gpointer p)
   g_free (g);
 }
 
-static Group *
+static VpsConfigGroup *
 group_get (VpsConfig *cfg, const char *name, guint line)
 {
-  Group *g = g_hash_table_lookup (cfg->groups, name);
+  VpsConfigGroup *g = g_hash_table_lookup (cfg->groups, name);
 
   if (g == NULL)
     {
-      g = g_new0 (Group, 1);
+      g = g_new0 (VpsConfigGroup, 1);
       g->name = g_strdup (name);
       g->line = line;
       g->entries = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, entry_free);
@@ -94,10 +66,10 @@ group_get (VpsConfig *cfg, const char *name, guint line)
   return g;
 }
 
-static Entry *
-entry_add (Group *g, const char *key, guint line)
+static VpsConfigEntry *
+entry_add (VpsConfigGroup *g, const char *key, guint line)
 {
-  Entry *e = g_new0 (Entry, 1);
+  VpsConfigEntry *e = g_new0 (VpsConfigEntry, 1);
   char *k = g_strdup (key);
 
   e->line = line;
@@ -107,10 +79,10 @@ entry_add (Group *g, const char *key, guint line)
   return e;
 }
 
-static const Entry *
-entry_find (const VpsConfig *cfg, const char *group, const char *key)
+const VpsConfigEntry *
+vps_config_entry_find (const VpsConfig *cfg, const char *group, const char *key)
 {
-  Group *g = g_hash_table_lookup (cfg->groups, group);
+  VpsConfigGroup *g = g_hash_table_lookup (cfg->groups, group);
 
   return g != NULL ? g_hash_table_lookup (g->entries, key) : NULL;
 }
@@ -142,14 +114,14 @@ vps_config_error_at (const VpsConfig *cfg, const char *group, const char *key, G
                      const char *fmt, ...)
 {
   g_autofree char *msg = NULL;
-  const Group *g;
-  const Entry *e;
+  const VpsConfigGroup *g;
+  const VpsConfigEntry *e;
   guint line = 0;
   va_list ap;
 
   g_return_if_fail (cfg != NULL && group != NULL);
   g = g_hash_table_lookup (cfg->groups, group);
-  e = key != NULL ? entry_find (cfg, group, key) : NULL;
+  e = key != NULL ? vps_config_entry_find (cfg, group, key) : NULL;
   if (e != NULL && e->line != 0)
     line = e->line;
   else if (g != NULL)
@@ -180,7 +152,7 @@ static gboolean
 scan (VpsConfig *cfg, const char *text, GError **error)
 {
   g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
-  Group *cur = NULL;
+  VpsConfigGroup *cur = NULL;
 
   for (guint i = 0; lines[i] != NULL; i++)
     {
@@ -214,7 +186,7 @@ scan (VpsConfig *cfg, const char *text, GError **error)
             }
           if (g_hash_table_contains (cfg->groups, name))
             {
-              Group *first = g_hash_table_lookup (cfg->groups, name);
+              VpsConfigGroup *first = g_hash_table_lookup (cfg->groups, name);
 
               set_error (error, VPS_CONFIG_ERROR_INVALID, cfg->name, n, name, NULL,
                          "group appears twice (first at line %u)", first->line);
@@ -242,7 +214,7 @@ scan (VpsConfig *cfg, const char *text, GError **error)
           key = g_strstrip (g_strndup (l, eq - l));
           if (g_hash_table_contains (cur->entries, key))
             {
-              const Entry *first = g_hash_table_lookup (cur->entries, key);
+              const VpsConfigEntry *first = g_hash_table_lookup (cur->entries, key);
 
               set_error (error, VPS_CONFIG_ERROR_INVALID, cfg->name, n, cur->name, key,
                          "key set twice (first at line %u)", first->line);
@@ -257,8 +229,8 @@ scan (VpsConfig *cfg, const char *text, GError **error)
 /* ---- validation --------------------------------------------------------- */
 
 static gboolean
-set_value (VpsConfig *cfg, Group *g, const char *key, Entry *e, const VpsConfigKeyDef *def,
-           const char *text, GError **error)
+set_value (VpsConfig *cfg, VpsConfigGroup *g, const char *key, VpsConfigEntry *e,
+           const VpsConfigKeyDef *def, const char *text, GError **error)
 {
   const char *why = NULL;
 
@@ -283,15 +255,15 @@ set_value (VpsConfig *cfg, Group *g, const char *key, Entry *e, const VpsConfigK
 }
 
 static gboolean
-check_group (VpsConfig *cfg, GKeyFile *kf, Group *g, GError **error)
+check_group (VpsConfig *cfg, GKeyFile *kf, VpsConfigGroup *g, GError **error)
 {
   const char *schema_group = g->name;
-  gboolean is_connector = g_str_has_prefix (g->name, CONNECTOR_PREFIX);
+  gboolean is_connector = g_str_has_prefix (g->name, VPS_CONFIG_CONNECTOR_PREFIX);
   gboolean is_export = strcmp (g->name, "export") == 0;
 
   if (is_connector)
     {
-      if (!vps_config_valid_ident (g->name + strlen (CONNECTOR_PREFIX)))
+      if (!vps_config_valid_ident (g->name + strlen (VPS_CONFIG_CONNECTOR_PREFIX)))
         {
           set_error (error, VPS_CONFIG_ERROR_INVALID, cfg->name, g->line, g->name, NULL,
                      "a connector name is a letter or _ then letters, digits, _ (at most %d)",
@@ -310,7 +282,7 @@ check_group (VpsConfig *cfg, GKeyFile *kf, Group *g, GError **error)
   for (guint i = 0; i < g->keys->len; i++)
     {
       const char *key = g_ptr_array_index (g->keys, i);
-      Entry *e = g_hash_table_lookup (g->entries, key);
+      VpsConfigEntry *e = g_hash_table_lookup (g->entries, key);
       const VpsConfigKeyDef *def = vps_config_schema_find (schema_group, key);
       g_autoptr (GError) local = NULL;
       g_autofree char *raw = NULL;
@@ -357,14 +329,14 @@ check_group (VpsConfig *cfg, GKeyFile *kf, Group *g, GError **error)
 /* Absent keys take the schema default (or stay unset) so every accessor
  * finds an entry. */
 static void
-fill_defaults (VpsConfig *cfg, Group *g, const char *schema_group)
+fill_defaults (VpsConfig *cfg, VpsConfigGroup *g, const char *schema_group)
 {
   gsize n;
   const VpsConfigKeyDef *all = vps_config_schema_all (&n);
 
   for (gsize i = 0; i < n; i++)
     {
-      Entry *e;
+      VpsConfigEntry *e;
 
       if (strcmp (all[i].group, schema_group) != 0
           || g_hash_table_contains (g->entries, all[i].key))
@@ -396,10 +368,10 @@ verdict_of (const char *name)
 }
 
 static gboolean
-check_connector (VpsConfig *cfg, Group *g, GError **error)
+check_connector (VpsConfig *cfg, VpsConfigGroup *g, GError **error)
 {
   VpsConfigConnector c = { 0 };
-  const Entry *type = g_hash_table_lookup (g->entries, "type");
+  const VpsConfigEntry *type = g_hash_table_lookup (g->entries, "type");
 
   if (type == NULL)
     {
@@ -408,12 +380,13 @@ check_connector (VpsConfig *cfg, Group *g, GError **error)
       return FALSE;
     }
   fill_defaults (cfg, g, "connector");
-  c.name = g->name + strlen (CONNECTOR_PREFIX);
+  c.name = g->name + strlen (VPS_CONFIG_CONNECTOR_PREFIX);
   c.group = g->name;
   c.type = type->v.text;
-  c.timeout_ms = ((const Entry *)g_hash_table_lookup (g->entries, "timeout"))->v.num;
-  c.on_error = verdict_of (((const Entry *)g_hash_table_lookup (g->entries, "on_error"))->v.text);
-  c.concurrency = ((const Entry *)g_hash_table_lookup (g->entries, "concurrency"))->v.num;
+  c.timeout_ms = ((const VpsConfigEntry *)g_hash_table_lookup (g->entries, "timeout"))->v.num;
+  c.on_error
+      = verdict_of (((const VpsConfigEntry *)g_hash_table_lookup (g->entries, "on_error"))->v.text);
+  c.concurrency = ((const VpsConfigEntry *)g_hash_table_lookup (g->entries, "concurrency"))->v.num;
   g_array_append_val (cfg->connectors, c);
   return TRUE;
 }
@@ -423,8 +396,8 @@ check_connector (VpsConfig *cfg, Group *g, GError **error)
 static gboolean
 check_pair (VpsConfig *cfg, const char *group, const char *a, const char *b, GError **error)
 {
-  const Entry *ea = entry_find (cfg, group, a);
-  const Entry *eb = entry_find (cfg, group, b);
+  const VpsConfigEntry *ea = vps_config_entry_find (cfg, group, a);
+  const VpsConfigEntry *eb = vps_config_entry_find (cfg, group, b);
   gboolean has_a = ea != NULL && ea->line != 0;
   gboolean has_b = eb != NULL && eb->line != 0;
 
@@ -490,11 +463,12 @@ config_read (VpsConfig *cfg, const char *text, gsize len, GError **error)
   n_groups = cfg->order->len;
   for (guint i = 0; i < n_groups; i++)
     {
-      Group *g = g_ptr_array_index (cfg->order, i);
+      VpsConfigGroup *g = g_ptr_array_index (cfg->order, i);
 
       if (!check_group (cfg, kf, g, error))
         return FALSE;
-      if (g_str_has_prefix (g->name, CONNECTOR_PREFIX) && !check_connector (cfg, g, error))
+      if (g_str_has_prefix (g->name, VPS_CONFIG_CONNECTOR_PREFIX)
+          && !check_connector (cfg, g, error))
         return FALSE;
     }
   {
@@ -510,7 +484,7 @@ config_read (VpsConfig *cfg, const char *text, gsize len, GError **error)
     return FALSE;
 
   {
-    Group *g = group_get (cfg, "export", 0);
+    VpsConfigGroup *g = group_get (cfg, "export", 0);
 
     for (guint i = 0; i < g->keys->len; i++)
       g_ptr_array_add (exports, g_strdup (g_ptr_array_index (g->keys, i)));
@@ -609,205 +583,13 @@ vps_config_unref (VpsConfig *cfg)
   g_free (cfg);
 }
 
-/* ---- accessors ---------------------------------------------------------- */
-
-const char *
-vps_config_get_path (const VpsConfig *cfg)
-{
-  g_return_val_if_fail (cfg != NULL, NULL);
-  return cfg->path;
-}
-
-static const char *
-schema_group_of (const char *group)
-{
-  return g_str_has_prefix (group, CONNECTOR_PREFIX) ? "connector" : group;
-}
-
-/* The entry of a key: schema keys always have one (maybe unset); a
- * connector's type-specific keys only when written.  Anything else is a
- * caller's bug. */
-static const Entry *
-lookup (const VpsConfig *cfg, const char *group, const char *key, gboolean *known)
-{
-  const char *sg;
-
-  *known = FALSE;
-  g_return_val_if_fail (cfg != NULL && group != NULL && key != NULL, NULL);
-  sg = schema_group_of (group);
-  if (vps_config_schema_find (sg, key) != NULL || strcmp (sg, "connector") == 0
-      || strcmp (sg, "export") == 0)
-    *known = TRUE;
-  g_return_val_if_fail (*known, NULL);
-  return entry_find (cfg, group, key);
-}
-
-const char *
-vps_config_get_string (const VpsConfig *cfg, const char *group, const char *key)
-{
-  gboolean known;
-  const Entry *e = lookup (cfg, group, key, &known);
-
-  if (e == NULL)
-    return NULL;
-  return e->def != NULL ? e->v.text : e->raw;
-}
-
-const char *
-vps_config_get_path_value (const VpsConfig *cfg, const char *group, const char *key)
-{
-  gboolean known;
-  const Entry *e = lookup (cfg, group, key, &known);
-
-  if (e == NULL)
-    return NULL;
-  return e->def != NULL ? e->v.text : e->resolved;
-}
-
-/* Numbers of a connector's type-specific keys are parsed on demand; an
- * invalid one reads as 0 (use vps_config_read_* to report it). */
-static gint64
-number_of (const Entry *e, VpsConfigType type)
-{
-  gint64 v = 0;
-  guint64 u = 0;
-
-  if (e == NULL)
-    return 0;
-  if (e->def != NULL)
-    return e->v.num;
-  switch (type)
-    {
-      case VPS_CFG_INT:
-        return g_ascii_string_to_signed (e->raw, 10, G_MININT64, G_MAXINT64, &v, NULL) ? v : 0;
-      case VPS_CFG_DURATION:
-        return vps_config_parse_duration_ms (e->raw, &v) ? v : 0;
-      case VPS_CFG_SIZE:
-        return vps_config_parse_size (e->raw, &u) ? (gint64)u : 0;
-      default:
-        {
-          VpsConfigKeyDef def = { .type = VPS_CFG_BOOL };
-          VpsConfigValue val;
-          const char *why;
-          gboolean ok = vps_config_value_parse (&def, e->raw, NULL, &val, &why);
-
-          vps_config_value_clear (&val);
-          return ok ? val.num : 0;
-        }
-    }
-}
-
-gboolean
-vps_config_get_bool (const VpsConfig *cfg, const char *group, const char *key)
-{
-  gboolean known;
-
-  return number_of (lookup (cfg, group, key, &known), VPS_CFG_BOOL) != 0;
-}
-
-gint64
-vps_config_get_int (const VpsConfig *cfg, const char *group, const char *key)
-{
-  gboolean known;
-
-  return number_of (lookup (cfg, group, key, &known), VPS_CFG_INT);
-}
-
-gint64
-vps_config_get_duration_ms (const VpsConfig *cfg, const char *group, const char *key)
-{
-  gboolean known;
-
-  return number_of (lookup (cfg, group, key, &known), VPS_CFG_DURATION);
-}
-
-guint64
-vps_config_get_size (const VpsConfig *cfg, const char *group, const char *key)
-{
-  gboolean known;
-
-  return (guint64)number_of (lookup (cfg, group, key, &known), VPS_CFG_SIZE);
-}
-
-const char *const *
-vps_config_get_strv (const VpsConfig *cfg, const char *group, const char *key)
-{
-  static const char *const empty[] = { NULL };
-  gboolean known;
-  const Entry *e = lookup (cfg, group, key, &known);
-
-  return e != NULL && e->v.list != NULL ? (const char *const *)e->v.list : empty;
-}
-
-gboolean
-vps_config_has_key (const VpsConfig *cfg, const char *group, const char *key)
-{
-  const Entry *e;
-
-  g_return_val_if_fail (cfg != NULL && group != NULL && key != NULL, FALSE);
-  e = entry_find (cfg, group, key);
-  return e != NULL && e->line != 0;
-}
-
-const char *
-vps_config_get_raw (const VpsConfig *cfg, const char *group, const char *key)
-{
-  const Entry *e;
-
-  g_return_val_if_fail (cfg != NULL && group != NULL && key != NULL, NULL);
-  e = entry_find (cfg, group, key);
-  return e != NULL ? e->raw : NULL;
-}
-
-char *
-vps_config_resolve_path (const VpsConfig *cfg, const char *path)
-{
-  g_return_val_if_fail (cfg != NULL && path != NULL, NULL);
-  return g_canonicalize_filename (path, cfg->base_dir);
-}
-
-const char *const *
-vps_config_quarantine_names (const VpsConfig *cfg)
-{
-  return vps_config_get_strv (cfg, "quarantine", "names");
-}
-
-const char *const *
-vps_config_export_names (const VpsConfig *cfg)
-{
-  g_return_val_if_fail (cfg != NULL, NULL);
-  return (const char *const *)cfg->export_names;
-}
-
-const char *
-vps_config_export_dir (const VpsConfig *cfg, const char *name)
-{
-  const Entry *e;
-
-  g_return_val_if_fail (cfg != NULL && name != NULL, NULL);
-  e = entry_find (cfg, "export", name);
-  return e != NULL ? e->v.text : NULL;
-}
-
-gsize
-vps_config_n_connectors (const VpsConfig *cfg)
-{
-  g_return_val_if_fail (cfg != NULL, 0);
-  return cfg->connectors->len;
-}
-
-const VpsConfigConnector *
-vps_config_connector (const VpsConfig *cfg, gsize i)
-{
-  g_return_val_if_fail (cfg != NULL && i < cfg->connectors->len, NULL);
-  return &g_array_index (cfg->connectors, VpsConfigConnector, i);
-}
+/* ---- a connector class's keys ------------------------------------------- */
 
 gboolean
 vps_config_connector_check_keys (const VpsConfig *cfg, const char *group,
                                  const char *const *allowed, GError **error)
 {
-  const Group *g;
+  const VpsConfigGroup *g;
 
   g_return_val_if_fail (cfg != NULL && group != NULL, FALSE);
   g = g_hash_table_lookup (cfg->groups, group);
@@ -819,7 +601,7 @@ vps_config_connector_check_keys (const VpsConfig *cfg, const char *group,
   for (guint i = 0; i < g->keys->len; i++)
     {
       const char *key = g_ptr_array_index (g->keys, i);
-      const Entry *e = g_hash_table_lookup (g->entries, key);
+      const VpsConfigEntry *e = g_hash_table_lookup (g->entries, key);
 
       if (vps_config_schema_find ("connector", key) != NULL
           || (allowed != NULL && g_strv_contains (allowed, key)))
@@ -828,75 +610,5 @@ vps_config_connector_check_keys (const VpsConfig *cfg, const char *group,
                  "unknown key for this connector type");
       return FALSE;
     }
-  return TRUE;
-}
-
-/* ---- checked reads of type-specific keys -------------------------------- */
-
-static gboolean
-read_number (const VpsConfig *cfg, const char *group, const char *key, VpsConfigType type,
-             gint64 def, gint64 min, gint64 max, gint64 *out, GError **error)
-{
-  const Entry *e = entry_find (cfg, group, key);
-  VpsConfigKeyDef d = { group, key, type, NULL, min, max, NULL, NULL };
-  VpsConfigValue v;
-  const char *why = NULL;
-  gboolean ok;
-
-  if (e == NULL || e->raw == NULL)
-    {
-      *out = def;
-      return TRUE;
-    }
-  ok = vps_config_value_parse (&d, e->raw, cfg->base_dir, &v, &why);
-  *out = v.num;
-  vps_config_value_clear (&v);
-  if (!ok && type == VPS_CFG_INT && strcmp (why, "out of range") == 0)
-    vps_config_error_at (cfg, group, key, error,
-                         "out of range (%" G_GINT64_FORMAT "-%" G_GINT64_FORMAT ")", min, max);
-  else if (!ok)
-    vps_config_error_at (cfg, group, key, error, "%s", why);
-  return ok;
-}
-
-gboolean
-vps_config_read_int (const VpsConfig *cfg, const char *group, const char *key, gint64 def,
-                     gint64 min, gint64 max, gint64 *out, GError **error)
-{
-  g_return_val_if_fail (cfg != NULL && group != NULL && key != NULL && out != NULL, FALSE);
-  return read_number (cfg, group, key, VPS_CFG_INT, def, min, max, out, error);
-}
-
-gboolean
-vps_config_read_duration_ms (const VpsConfig *cfg, const char *group, const char *key, gint64 def,
-                             gint64 *out, GError **error)
-{
-  g_return_val_if_fail (cfg != NULL && group != NULL && key != NULL && out != NULL, FALSE);
-  return read_number (cfg, group, key, VPS_CFG_DURATION, def, 0, G_MAXINT64, out, error);
-}
-
-gboolean
-vps_config_read_size (const VpsConfig *cfg, const char *group, const char *key, guint64 def,
-                      guint64 *out, GError **error)
-{
-  gint64 v;
-
-  g_return_val_if_fail (cfg != NULL && group != NULL && key != NULL && out != NULL, FALSE);
-  if (!read_number (cfg, group, key, VPS_CFG_SIZE, (gint64)def, 0, G_MAXINT64, &v, error))
-    return FALSE;
-  *out = (guint64)v;
-  return TRUE;
-}
-
-gboolean
-vps_config_read_bool (const VpsConfig *cfg, const char *group, const char *key, gboolean def,
-                      gboolean *out, GError **error)
-{
-  gint64 v;
-
-  g_return_val_if_fail (cfg != NULL && group != NULL && key != NULL && out != NULL, FALSE);
-  if (!read_number (cfg, group, key, VPS_CFG_BOOL, def, 0, 1, &v, error))
-    return FALSE;
-  *out = v != 0;
   return TRUE;
 }

@@ -14,13 +14,15 @@
 
 #include "vps/log.h"
 
-typedef struct {
+typedef struct
+{
   GThread *thread;
   GMainContext *context;
   gint stop; /* atomic */
 } VpsWorker;
 
-struct _VpsDaemon {
+struct _VpsDaemon
+{
   char *program;
   char *config_path;
 
@@ -283,7 +285,7 @@ vps_daemon_session_end (VpsDaemon *daemon)
 guint
 vps_daemon_active_sessions (VpsDaemon *daemon)
 {
-  return (guint) g_atomic_int_get (&daemon->active_sessions);
+  return (guint)g_atomic_int_get (&daemon->active_sessions);
 }
 
 static gboolean
@@ -348,7 +350,8 @@ vps_daemon_run (VpsDaemon *daemon)
       g_source_remove (tick);
     }
   if (vps_daemon_active_sessions (daemon) > 0)
-    vps_warning (NULL, "drain timeout: %u sessions still open", vps_daemon_active_sessions (daemon));
+    vps_warning (NULL, "drain timeout: %u sessions still open",
+                 vps_daemon_active_sessions (daemon));
 
   g_source_remove (hup);
   g_source_remove (term);

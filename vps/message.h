@@ -32,7 +32,8 @@ G_BEGIN_DECLS
 #define VPS_MESSAGE_ERROR (vps_message_error_quark ())
 GQuark vps_message_error_quark (void);
 
-typedef enum {
+typedef enum
+{
   VPS_MESSAGE_ERROR_IO,    /* vps_message_new_from_file(): cannot read */
   VPS_MESSAGE_ERROR_EMPTY, /* zero bytes */
 } VpsMessageError;
@@ -68,9 +69,10 @@ const char *vps_message_get_body_text (VpsMessage *msg, gsize *len);
 
 gboolean vps_message_mime_valid (VpsMessage *msg);
 const char *const *vps_message_mime_errors (VpsMessage *msg, gsize *n);
-guint vps_message_mime_parts (VpsMessage *msg);     /* leaf parts */
-guint vps_message_mime_depth (VpsMessage *msg);     /* 0 for a single-part message */
+guint vps_message_mime_parts (VpsMessage *msg); /* leaf parts */
+guint vps_message_mime_depth (VpsMessage *msg); /* 0 for a single-part message */
 const char *const *vps_message_attachments (VpsMessage *msg, gsize *n); /* file names */
-const char *const *vps_message_content_types (VpsMessage *msg, gsize *n); /* "type/subtype", lower case, every part */
+const char *const *
+vps_message_content_types (VpsMessage *msg, gsize *n); /* "type/subtype", lower case, every part */
 
 G_END_DECLS

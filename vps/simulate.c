@@ -193,11 +193,10 @@ sim_next (GTask *task)
       case PHASE_DATA:
         /* At data and postq rcpt.* is the last accepted recipient, as the
          * milter {rcpt_addr} macro is at end of message; `rcpts` has all. */
-        vps_txn_set_rcpt (sim->txn,
-                          sim->accepted->len
-                              ? g_ptr_array_index (sim->accepted, sim->accepted->len - 1)
-                              : NULL,
-                          NULL);
+        vps_txn_set_rcpt (
+            sim->txn,
+            sim->accepted->len ? g_ptr_array_index (sim->accepted, sim->accepted->len - 1) : NULL,
+            NULL);
         vps_txn_set_message (sim->txn, sim->message);
         stage = RULES_STAGE_DATA;
         break;

@@ -32,7 +32,8 @@
 #define VPSCTL_EXIT_FAIL 1
 #define VPSCTL_EXIT_USAGE 2
 
-typedef struct {
+typedef struct
+{
   const char *config_path; /* NULL: defaults */
   VpsConfig *cfg;
 } Ctl;
@@ -44,8 +45,7 @@ fail (const char *what, const GError *error)
   return VPSCTL_EXIT_FAIL;
 }
 
-static int
-usage (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+static int usage (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
 static int
 usage (const char *fmt, ...)
@@ -168,8 +168,8 @@ print_report_text (JsonObject *report)
 {
   JsonArray *stages = json_object_get_array_member (report, "stages");
   JsonArray *mods = json_object_has_member (report, "modifications")
-                      ? json_object_get_array_member (report, "modifications")
-                      : NULL;
+                        ? json_object_get_array_member (report, "modifications")
+                        : NULL;
   const char *quarantine = obj_string (report, "quarantine");
 
   for (guint i = 0; stages && i < json_array_get_length (stages); i++)
@@ -178,8 +178,8 @@ print_report_text (JsonObject *report)
       const char *rcpt = obj_string (st, "rcpt");
       const char *rule = obj_string (st, "rule");
       JsonArray *results = json_object_has_member (st, "results")
-                             ? json_object_get_array_member (st, "results")
-                             : NULL;
+                               ? json_object_get_array_member (st, "results")
+                               : NULL;
 
       printf ("%-9s %-10s", obj_string (st, "stage"), obj_string (st, "verdict"));
       if (g_strcmp0 (obj_string (st, "verdict"), "continue") != 0)
@@ -206,8 +206,7 @@ print_report_text (JsonObject *report)
             }
           printf ("          connector %s: %s%s %s\n", obj_string (r, "connector"),
                   obj_string (r, "verdict"),
-                  json_object_get_boolean_member_with_default (r, "error", FALSE) ? " (error)"
-                                                                                   : "",
+                  json_object_get_boolean_member_with_default (r, "error", FALSE) ? " (error)" : "",
                   fields_text ? fields_text : "");
         }
     }
@@ -224,8 +223,8 @@ print_report_text (JsonObject *report)
       const char *name = obj_string (m, "name");
       const char *value = obj_string (m, "value");
 
-      printf ("modification: %s%s%s%s%s\n", obj_string (m, "op"), name ? " " : "",
-              name ? name : "", value ? " " : "", value ? value : "");
+      printf ("modification: %s%s%s%s%s\n", obj_string (m, "op"), name ? " " : "", name ? name : "",
+              value ? " " : "", value ? value : "");
     }
 }
 
@@ -240,8 +239,7 @@ cmd_run (Ctl *ctl, int argc, char **argv)
   gboolean json = FALSE, apply = FALSE;
   GOptionEntry entries[] = {
     { "from", 0, 0, G_OPTION_ARG_STRING, &from, "Envelope sender (\"\" for <>)", "ADDR" },
-    { "rcpt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &rcpts, "Envelope recipient (repeatable)",
-      "ADDR" },
+    { "rcpt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &rcpts, "Envelope recipient (repeatable)", "ADDR" },
     { "client-ip", 0, 0, G_OPTION_ARG_STRING, &client_ip, "Client address", "IP" },
     { "helo", 0, 0, G_OPTION_ARG_STRING, &helo, "HELO name", "NAME" },
     { "rules", 0, 0, G_OPTION_ARG_FILENAME, &rules_path, "Rule file instead of [vpsd] rules",
@@ -283,7 +281,7 @@ cmd_run (Ctl *ctl, int argc, char **argv)
     }
 
   options.from = from;
-  options.rcpts = (const char *const *) rcpts;
+  options.rcpts = (const char *const *)rcpts;
   options.client_ip = client_ip;
   options.helo = helo;
   options.apply = apply;
@@ -355,7 +353,7 @@ cmd_quarantine_list (Ctl *ctl, int argc, char **argv)
           json_builder_set_member_name (b, "time");
           json_builder_add_int_value (b, e->time);
           json_builder_set_member_name (b, "size");
-          json_builder_add_int_value (b, (gint64) e->size);
+          json_builder_add_int_value (b, (gint64)e->size);
           json_builder_set_member_name (b, "sender");
           json_builder_add_string_value (b, e->sender ? e->sender : "");
           json_builder_set_member_name (b, "recipients");
@@ -384,8 +382,8 @@ cmd_quarantine_list (Ctl *ctl, int argc, char **argv)
       g_autofree char *rcpts = e->recipients ? g_strjoinv (",", e->recipients) : g_strdup ("");
 
       printf ("%s %-8s %8" G_GUINT64_FORMAT " <%s> -> %s \"%s\" %s\n", e->id, e->name,
-              (guint64) e->size, e->sender ? e->sender : "", rcpts,
-              e->subject ? e->subject : "", e->reason ? e->reason : "");
+              (guint64)e->size, e->sender ? e->sender : "", rcpts, e->subject ? e->subject : "",
+              e->reason ? e->reason : "");
     }
   return VPSCTL_EXIT_OK;
 }
@@ -402,8 +400,8 @@ cmd_quarantine_show (Ctl *ctl, int argc, char **argv)
   g_autoptr (VpsQuarantine) q = NULL;
   int status = 0;
 
-  if (!parse_options ("quarantine show", "ID - print a quarantined message", entries, &argc,
-                      &argv, &status))
+  if (!parse_options ("quarantine show", "ID - print a quarantined message", entries, &argc, &argv,
+                      &status))
     return status;
   if (argc != 2)
     return usage ("quarantine show: expected one id");
@@ -470,20 +468,20 @@ cmd_quarantine (Ctl *ctl, int argc, char **argv)
   return usage ("quarantine: unknown sub-command '%s'", argv[1]);
 }
 
-static const char help_text[] =
-  "usage: vpsctl [-c FILE] COMMAND ...\n"
-  "\n"
-  "  check-rules RULES.vsl        load and check a rule file (exit 1 on any error)\n"
-  "  explain RULES.vsl            print the compiled program\n"
-  "  run MSG.eml [--from ADDR] [--rcpt ADDR]... [--client-ip IP] [--helo NAME]\n"
-  "              [--rules RULES.vsl] [--json] [--apply]\n"
-  "                               run every stage on a message offline\n"
-  "  quarantine list [--name NAME] [--json]\n"
-  "  quarantine show ID [--format raw|json]\n"
-  "  quarantine delete ID\n"
-  "\n"
-  "-c FILE reads the configuration vpsd reads (connectors, quarantine, exports);\n"
-  "without it the built-in defaults apply.  See docs/vpsctl.md.\n";
+static const char help_text[]
+    = "usage: vpsctl [-c FILE] COMMAND ...\n"
+      "\n"
+      "  check-rules RULES.vsl        load and check a rule file (exit 1 on any error)\n"
+      "  explain RULES.vsl            print the compiled program\n"
+      "  run MSG.eml [--from ADDR] [--rcpt ADDR]... [--client-ip IP] [--helo NAME]\n"
+      "              [--rules RULES.vsl] [--json] [--apply]\n"
+      "                               run every stage on a message offline\n"
+      "  quarantine list [--name NAME] [--json]\n"
+      "  quarantine show ID [--format raw|json]\n"
+      "  quarantine delete ID\n"
+      "\n"
+      "-c FILE reads the configuration vpsd reads (connectors, quarantine, exports);\n"
+      "without it the built-in defaults apply.  See docs/vpsctl.md.\n";
 
 int
 main (int argc, char **argv)
