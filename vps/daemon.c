@@ -36,7 +36,8 @@ struct _VpsDaemon
 
   GMainLoop *main_loop;
   gint active_sessions; /* atomic */
-  gboolean draining;
+  gint draining;        /* atomic */
+  GPtrArray *listeners; /* VpsListener* */
 };
 
 VpsDaemon *
@@ -48,6 +49,7 @@ vps_daemon_new (const char *program, const char *config_path)
   daemon->config_path = g_strdup (config_path);
   g_mutex_init (&daemon->lock);
   daemon->main_loop = g_main_loop_new (NULL, FALSE);
+  daemon->listeners = g_ptr_array_new_with_free_func ((GDestroyNotify) vps_listener_free);
   return daemon;
 }
 
@@ -82,12 +84,22 @@ stop_workers (VpsDaemon *daemon)
   daemon->n_workers = 0;
 }
 
+static void
+close_listeners (VpsDaemon *daemon)
+{
+  for (guint i = 0; daemon->listeners && i < daemon->listeners->len; i++)
+    vps_listener_close (g_ptr_array_index (daemon->listeners, i));
+}
+
 void
 vps_daemon_free (VpsDaemon *daemon)
 {
   if (daemon == NULL)
     return;
+  close_listeners (daemon);
   stop_workers (daemon);
+  /* Listeners own sockets the (now stopped) workers polled: free after. */
+  g_clear_pointer (&daemon->listeners, g_ptr_array_unref);
   g_clear_pointer (&daemon->engine, vps_engine_unref);
   g_clear_pointer (&daemon->config, vps_config_unref);
   g_clear_pointer (&daemon->main_loop, g_main_loop_unref);
@@ -269,6 +281,28 @@ vps_daemon_worker_context (VpsDaemon *daemon, guint i)
   return daemon->workers[i].context;
 }
 
+VpsListener *
+vps_daemon_listen (VpsDaemon *daemon, const char *name, const char *address, VpsAcceptFunc func,
+                   gpointer user_data, GError **error)
+{
+  GMainContext *contexts[VPS_DAEMON_MAX_WORKERS];
+  VpsListener *l;
+
+  g_return_val_if_fail (daemon->n_workers > 0, NULL);
+  for (guint i = 0; i < daemon->n_workers; i++)
+    contexts[i] = daemon->workers[i].context;
+  l = vps_listener_new (name, address, contexts, daemon->n_workers, func, user_data, error);
+  if (l != NULL)
+    g_ptr_array_add (daemon->listeners, l);
+  return l;
+}
+
+gboolean
+vps_daemon_is_draining (VpsDaemon *daemon)
+{
+  return g_atomic_int_get (&daemon->draining);
+}
+
 void
 vps_daemon_session_begin (VpsDaemon *daemon)
 {
@@ -320,7 +354,7 @@ on_drain_tick (gpointer data)
 void
 vps_daemon_stop (VpsDaemon *daemon)
 {
-  daemon->draining = TRUE;
+  g_atomic_int_set (&daemon->draining, TRUE);
   g_main_loop_quit (daemon->main_loop);
 }
 
@@ -337,8 +371,8 @@ vps_daemon_run (VpsDaemon *daemon)
   vps_notice (NULL, "ready");
   g_main_loop_run (daemon->main_loop);
 
-  /* Drain: front ends stop accepting when they see the daemon draining;
-   * sessions in flight get until the deadline to finish. */
+  /* Drain: stop accepting; sessions in flight get until the deadline. */
+  close_listeners (daemon);
   deadline = g_get_monotonic_time () + drain_ms * 1000;
   if (vps_daemon_active_sessions (daemon) > 0)
     {

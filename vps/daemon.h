@@ -20,6 +20,7 @@
 #include <gio/gio.h>
 #include "vps/config.h"
 #include "vps/engine.h"
+#include "vps/listen.h"
 
 G_BEGIN_DECLS
 
@@ -45,6 +46,14 @@ guint vps_daemon_get_generation (VpsDaemon *daemon); /* bumped by each successfu
 void vps_daemon_start_workers (VpsDaemon *daemon);
 guint vps_daemon_n_workers (VpsDaemon *daemon);
 GMainContext *vps_daemon_worker_context (VpsDaemon *daemon, guint i);
+
+/* Bind `address` and accept on every worker (workers must be started);
+ * the daemon keeps the listener and closes it when it starts draining.
+ * Returns the listener (borrowed) for its address/port. */
+VpsListener *vps_daemon_listen (VpsDaemon *daemon, const char *name, const char *address,
+                                VpsAcceptFunc func, gpointer user_data, GError **error);
+/* TRUE once SIGTERM/SIGINT (or vps_daemon_stop) began the drain. */
+gboolean vps_daemon_is_draining (VpsDaemon *daemon);
 
 void vps_daemon_session_begin (VpsDaemon *daemon);
 void vps_daemon_session_end (VpsDaemon *daemon);
