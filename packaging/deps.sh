@@ -15,13 +15,21 @@ libglib2.0-dev libglib2.0-bin libssl-dev openssl
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libcurl4-openssl-dev libclamav-dev libgmime-3.0-dev libjson-glib-dev
 libesmtp-dev libmilter-dev libhiredis-dev libsystemd-dev
-libclang-rt-14-dev valgrind"
+libclang-rt-14-dev valgrind libpcre2-dev"
 
 # Test peers (TESTING.md, "Real peers").
 TEST="postfix swaks miltertest python3-milter opendkim opendkim-tools
 postgrey postfix-policyd-spf-python python3-grpcio python3-protobuf
 clamav clamav-daemon redis-server dnsmasq-base zip procps iproute2
 util-linux psmisc"
+
+# Sendmail (second real MTA) is not installed -- sendmail-bin conflicts with
+# postfix; tests/integration/sendmaillib.py fetches and unpacks its .debs.
+# What it needs to run and to build its .cf from the installed system:
+# m4 (sendmail.cf from the .mc), libwrap0 (a library the sendmail binary
+# links that nothing else installs), gcc (above: its LD_PRELOAD shim),
+# apt (apt-get download) and dpkg (dpkg -x), both always on Debian.
+TEST="$TEST m4 libwrap0"
 
 missing=""
 for p in $BUILD $TEST; do

@@ -53,6 +53,10 @@ static const VpsConfigKeyDef schema[] = {
     "time allowed for the message content and end of message" },
   { "milter", "max_sessions", VPS_CFG_INT, "1000", 0, 1000000, NULL,
     "concurrent milter connections, 0 = unlimited" },
+  { "milter", "progress_interval", VPS_CFG_DURATION, "5s", 100, SEC (3600), NULL,
+    "while a stage waits (a slow connector), send the MTA progress this often" },
+  { "milter", "store_quarantine", VPS_CFG_BOOL, "true", 0, 0, NULL,
+    "also copy messages the MTA is told to quarantine into the vps quarantine store" },
 
   { "policy", "listen", VPS_CFG_SOCKET, "inet:127.0.0.1:10031", 0, 0, NULL,
     "policy delegation listener: inet:HOST:PORT or unix:/path" },

@@ -8,8 +8,9 @@
  * (exit 1, the error on stderr as FILE:LINE...), and with --check stops
  * there (exit 0).  Otherwise it runs in the foreground: SIGHUP reloads (a
  * bad new rule file is refused and logged, the old one stays), SIGTERM and
- * SIGINT stop accepting and drain.  The front ends (milter, policy, gRPC)
- * attach to the worker threads as their issues land.
+ * SIGINT stop accepting and drain.  The front ends attach to the worker
+ * threads: the milter server when [milter] listen is set (policy and gRPC
+ * as their issues land).
  */
 #include <locale.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "connectors/connectors.h"
 #include "vps/daemon.h"
 #include "vps/log.h"
+#include "vps/milter-server.h"
 
 int
 main (int argc, char **argv)
@@ -28,6 +30,9 @@ main (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (VpsDaemon) daemon = NULL;
+  g_autoptr (VpsMilterServer) milter = NULL;
+  g_autoptr (VpsConfig) cfg = NULL;
+  int rc;
   GOptionEntry entries[] = {
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
     { "check", 0, 0, G_OPTION_ARG_NONE, &check, "Validate configuration and rules, then exit",
@@ -68,5 +73,20 @@ main (int argc, char **argv)
       return 0;
     }
   vps_daemon_start_workers (daemon);
-  return vps_daemon_run (daemon);
+  cfg = vps_daemon_get_config (daemon);
+  if (vps_config_has_key (cfg, "milter", "listen"))
+    {
+      milter = vps_milter_server_new (daemon);
+      if (!vps_milter_server_start (milter, vps_config_get_string (cfg, "milter", "listen"),
+                                    &error))
+        {
+          vps_log (G_LOG_LEVEL_CRITICAL, NULL, "milter: %s", error->message);
+          fprintf (stderr, "vpsd: milter: %s\n", error->message);
+          return 1;
+        }
+    }
+  rc = vps_daemon_run (daemon);
+  /* the workers are stopped: no connection runs any more */
+  g_clear_pointer (&milter, vps_milter_server_free);
+  return rc;
 }
