@@ -9,7 +9,10 @@
 #           (BENCH_TXNS to change): µs per transaction, RSS growth.
 #           Goal: < 200 µs per transaction, flat RSS.
 #
-# Benchmarks of later issues (milter, policy, grpc, mta, connectors, state)
+#   milter  Postfix alone / + trivial libmilter (all steps, DATA+EOM only),
+#           1, 10, 50 sessions (bench/milter/bench_milter.py; BENCH_MILTER_*).
+#
+# Benchmarks of later issues (policy, grpc, mta, connectors, state)
 # are listed as not available until their front ends exist.
 set -eu
 build=$1
@@ -42,13 +45,27 @@ bench_rules() {
 	trap - EXIT
 }
 
+# The milter baselines: sandboxed Postfix alone and with trivial libmilter
+# milters (all steps; DATA+EOM only), smtp-source at 1, 10 and 50 sessions,
+# 5 KB messages relayed to smtp-sink; interleaved rounds, ratios per round.
+# Sizes and setups through BENCH_MILTER_* (bench/milter/bench_milter.py).
+bench_milter() {
+	if [ ! -x "$build/tests/milters/trivial-milter" ]; then
+		echo "bench-milter: $build/tests/milters/trivial-milter is missing (libmilter-dev?)" >&2
+		return 1
+	fi
+	/usr/bin/python3 "$here/milter/bench_milter.py" --build "$build"
+}
+
 case "$which" in
 rules) bench_rules ;;
+milter) bench_milter ;;
 all) bench_rules
-     for b in milter policy grpc milter-chain connectors mta state; do
+     bench_milter
+     for b in policy grpc milter-chain connectors mta state; do
 	     echo "== bench-$b: not available yet (its front end or connector has not landed)"
      done ;;
-milter|policy|grpc|milter-chain|connectors|mta|state)
+policy|grpc|milter-chain|connectors|mta|state)
 	echo "bench-$which: not available yet (its front end or connector has not landed)"; exit 1 ;;
 *) echo "bench: unknown benchmark '$which'" >&2; exit 2 ;;
 esac
