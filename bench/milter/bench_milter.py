@@ -50,6 +50,12 @@ SETUPS = {
     "libmilter-eom-stall": {"cmd": "{build}/tests/milters/trivial-milter -E -p inet:{port}@127.0.0.1",
                             "main": {}},
     "libmilter-all-unix": {"cmd": "{build}/tests/milters/trivial-milter -p unix:{sock}", "main": {}},
+    # vpsd as the milter: the 20-rule file over every SMTP stage, and
+    # an envelope-only rule file (vpsd negotiates headers and body away).
+    "vpsd-20": {"cmd": "sh {src}/bench/milter/start-vpsd.sh {build} {dir} {port} "
+                       "{src}/bench/milter/rules-20.vsl", "main": {}},
+    "vpsd-envelope": {"cmd": "sh {src}/bench/milter/start-vpsd.sh {build} {dir} {port} "
+                             "{src}/bench/milter/rules-envelope.vsl", "main": {}},
 }
 BASELINE = "postfix"
 
@@ -265,7 +271,7 @@ def main():
     ap.add_argument("--sessions", default=env("BENCH_MILTER_SESSIONS", "1,10,50"))
     ap.add_argument("--size", type=int, default=int(env("BENCH_MILTER_SIZE", "5120")))
     ap.add_argument("--setups", default=env("BENCH_MILTER_SETUPS",
-                                            "postfix,libmilter-all,libmilter-data-eom"))
+                                            "postfix,libmilter-all,libmilter-data-eom,vpsd-20,vpsd-envelope"))
     ap.add_argument("--setups-file", default=env("BENCH_MILTER_SETUPS_FILE"))
     ap.add_argument("--add-setup", nargs="+", action="append", default=[],
                     metavar=("NAME CMD", "KEY=VALUE"))
