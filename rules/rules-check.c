@@ -610,6 +610,7 @@ fold_list (Check *c, RulesNode *n, const char *name)
         return err (c, n->args[i], RULES_ERROR_TYPE, "%s, got %s", why,
                     rules_type_name (n->args[i]->lit.type));
     }
+  rules_list_seal (l);
   n->kind = RULES_NODE_LIT;
   n->lit.type = RULES_TYPE_LIST;
   n->lit.list = l;

@@ -264,7 +264,7 @@ compare (RulesValue a, RulesValue b, int *cmp)
         {
           gsize n = MIN (a.s.len, b.s.len);
           int r = n == 0           ? 0
-                  : (a.ci || b.ci) ? g_ascii_strncasecmp (a.s.ptr, b.s.ptr, n)
+                  : (a.ci || b.ci) ? rules_ascii_casecmp (a.s.ptr, b.s.ptr, n)
                                    : memcmp (a.s.ptr, b.s.ptr, n);
           *cmp = r != 0 ? (r < 0 ? -1 : 1) : a.s.len < b.s.len ? -1 : a.s.len > b.s.len;
           return TRUE;
@@ -292,20 +292,20 @@ values_equal (const RulesValue *a, const RulesValue *b)
 }
 
 static gboolean
-regex_match (const RulesValue *v, const GRegex *re)
+regex_match (const RulesValue *v, const RulesRegex *re)
 {
   if (re == NULL)
     return FALSE;
   if (v->type == RULES_TYPE_STRV)
     {
       for (gsize i = 0; i < v->strv.n; i++)
-        if (g_regex_match ((GRegex *)re, v->strv.v[i], 0, NULL))
+        if (rules_regex_match (re, v->strv.v[i], strlen (v->strv.v[i])))
           return TRUE;
       return FALSE;
     }
   if (v->type == RULES_TYPE_STRING)
-    return g_regex_match_full ((GRegex *)re, v->s.ptr, (gssize)v->s.len, 0, 0, NULL, NULL);
-  return g_regex_match ((GRegex *)re, "", 0, NULL);
+    return rules_regex_match (re, v->s.ptr, v->s.len);
+  return rules_regex_match (re, "", 0);
 }
 
 static gboolean
@@ -354,7 +354,7 @@ eval_in (RulesRun *run, const RulesNode *n)
   switch (r.type)
     {
       case RULES_TYPE_LIST:
-        return rules_list_contains (r.list, &l);
+        return rules_run_list_contains (run, r.list, &l);
       case RULES_TYPE_STRV:
         return strv_has (&r, &l);
       case RULES_TYPE_STRING:
@@ -421,7 +421,9 @@ eval_arith (RulesRun *run, const RulesNode *n, RulesValue *out)
 void
 rules_eval (RulesRun *run, const RulesNode *n, RulesValue *out)
 {
-  RulesValue a = { 0 }, b = { 0 };
+  /* Filled by rules_eval() before any use: no need to clear them on every
+   * call of this, the hottest function of a run. */
+  RulesValue a, b;
   int c = 0;
 
   memset (out, 0, sizeof *out);
@@ -433,7 +435,10 @@ rules_eval (RulesRun *run, const RulesNode *n, RulesValue *out)
       case RULES_NODE_HOST:
         {
           const char *arg = NULL;
-          if (n->a)
+          if (n->a && n->a->kind == RULES_NODE_LIT && n->a->lit.type == RULES_TYPE_STRING
+              && n->a->lit.s.ptr[n->a->lit.s.len] == '\0')
+            arg = n->a->lit.s.ptr; /* header("X-Foo"): already a C string */
+          else if (n->a)
             {
               const char *p;
               gsize len;

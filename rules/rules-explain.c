@@ -60,10 +60,10 @@ literal (GString *out, const RulesNode *n)
         g_string_append_printf (out, "%s/%u", rules_ip_to_string (&v->ip, buf), v->ip.prefix);
         break;
       case RULES_TYPE_REGEX:
-        g_string_append_printf (out, "/%s/", v->re ? g_regex_get_pattern (v->re) : "");
-        if (v->re && (g_regex_get_compile_flags (v->re) & G_REGEX_CASELESS))
+        g_string_append_printf (out, "/%s/", rules_regex_pattern (v->re));
+        if (rules_regex_flags (v->re) & RULES_RE_I)
           g_string_append_c (out, 'i');
-        if (v->re && (g_regex_get_compile_flags (v->re) & G_REGEX_MULTILINE))
+        if (rules_regex_flags (v->re) & RULES_RE_M)
           g_string_append_c (out, 'm');
         break;
       case RULES_TYPE_LIST:

@@ -5,10 +5,16 @@
  *
  * A list is compiled into the structure its entries need: a hash set of
  * ASCII-lowercased strings (exact, case-insensitive), a set of domains (an
- * entry matches itself and every subdomain), a sorted array of networks, an
- * array of regexes, an array of integers.  Literal lists ([..]) may mix
- * kinds.  Membership never allocates for values shorter than
- * LOWER_BUF bytes.
+ * entry matches itself and every subdomain), a set of networks hashed by
+ * prefix length (rules-cidr.c), regexes combined into a few alternations
+ * (rules-regex.c), an array of integers.  Literal lists ([..]) may mix
+ * kinds.  Entries are added one by one, then rules_list_seal() builds the
+ * network and regex sets (an unsealed list still answers, by scanning).
+ * Membership never allocates for values shorter than LOWER_BUF bytes.
+ *
+ * A run memoises its look-ups (rules_run_list_contains): lists are
+ * immutable, so the same value in the same list gives the same answer for
+ * the whole run; the memo compares the value's bytes, never its address.
  *
  * List files: one entry a line, '#' starts a comment, blank lines ignored;
  * a bad entry is a load error at its file:line:col.
@@ -60,18 +66,32 @@ rules_list_free (RulesList *l)
   g_clear_pointer (&l->strings, g_hash_table_unref);
   g_clear_pointer (&l->domains, g_hash_table_unref);
   g_clear_pointer (&l->cidrs, g_array_unref);
+  g_clear_pointer (&l->cidr_set, rules_cidr_set_free);
   g_clear_pointer (&l->regexes, g_ptr_array_unref);
+  g_clear_pointer (&l->regex_set, rules_regex_set_free);
   g_clear_pointer (&l->ints, g_array_unref);
   g_free (l);
 }
 
-static int
-cidr_cmp (gconstpointer a, gconstpointer b)
+void
+rules_list_seal (RulesList *l)
 {
-  const RulesIp *x = a, *y = b;
-  if (x->family != y->family)
-    return x->family < y->family ? -1 : 1;
-  return memcmp (x->addr, y->addr, 16);
+  if (l == NULL || l->sealed)
+    return;
+  if (l->cidrs)
+    l->cidr_set = rules_cidr_set_new ((const RulesIp *)(gpointer)l->cidrs->data, l->cidrs->len);
+  if (l->regexes)
+    l->regex_set = rules_regex_set_new ((RulesRegex *const *)l->regexes->pdata, l->regexes->len);
+  l->sealed = TRUE;
+}
+
+/* Adding to a sealed list (nothing does today) drops the sets it outdates. */
+static void
+unseal (RulesList *l)
+{
+  g_clear_pointer (&l->cidr_set, rules_cidr_set_free);
+  g_clear_pointer (&l->regex_set, rules_regex_set_free);
+  l->sealed = FALSE;
 }
 
 static void
@@ -86,6 +106,7 @@ add_lower (GHashTable **set, const char *s, gsize len)
 gboolean
 rules_list_add_value (RulesList *l, const RulesValue *v, const char **why)
 {
+  unseal (l);
   switch (v->type)
     {
       case RULES_TYPE_STRING:
@@ -106,12 +127,16 @@ rules_list_add_value (RulesList *l, const RulesValue *v, const char **why)
         if (l->cidrs == NULL)
           l->cidrs = g_array_new (FALSE, FALSE, sizeof (RulesIp));
         g_array_append_val (l->cidrs, v->ip);
-        g_array_sort (l->cidrs, cidr_cmp);
         break;
       case RULES_TYPE_REGEX:
+        if (v->re == NULL)
+          {
+            *why = "a list holds strings, numbers, addresses, networks and regexes";
+            return FALSE;
+          }
         if (l->regexes == NULL)
-          l->regexes = g_ptr_array_new_with_free_func ((GDestroyNotify)g_regex_unref);
-        g_ptr_array_add (l->regexes, g_regex_ref ((GRegex *)v->re));
+          l->regexes = g_ptr_array_new_with_free_func ((GDestroyNotify)rules_regex_unref);
+        g_ptr_array_add (l->regexes, rules_regex_ref (v->re));
         break;
       case RULES_TYPE_INT:
         if (l->ints == NULL)
@@ -136,7 +161,8 @@ load_entry (RulesList *l, const char *file, guint line, guint col, const char *s
 {
   RulesValue v = { 0 };
   const char *why = NULL;
-  g_autoptr (GRegex) re = NULL;
+  RulesRegex *re = NULL;
+  gboolean ok;
 
   switch (l->kind)
     {
@@ -171,7 +197,7 @@ load_entry (RulesList *l, const char *file, guint line, guint col, const char *s
         {
           g_autoptr (GError) local = NULL;
           g_autofree char *pat = g_strndup (s, len);
-          re = g_regex_new (pat, G_REGEX_OPTIMIZE, 0, &local);
+          re = rules_regex_new (pat, 0, &local);
           if (re == NULL)
             {
               rules_set_error (error, RULES_ERROR_INVALID, file, line, col, "invalid regex: %s",
@@ -186,7 +212,9 @@ load_entry (RulesList *l, const char *file, guint line, guint col, const char *s
         rules_value_set_string (&v, s, (gssize)len, TRUE);
         break;
     }
-  if (!rules_list_add_value (l, &v, &why))
+  ok = rules_list_add_value (l, &v, &why);
+  rules_regex_unref (re);
+  if (!ok)
     {
       rules_set_error (error, RULES_ERROR_INVALID, file, line, col, "%s", why);
       return FALSE;
@@ -238,6 +266,7 @@ rules_list_load_text (RulesList *l, const char *file, const char *text, gsize le
         return FALSE;
       p = nl ? nl + 1 : end;
     }
+  rules_list_seal (l);
   return TRUE;
 }
 
@@ -292,15 +321,26 @@ domain_match (GHashTable *set, const char *s, gsize len)
 }
 
 static gboolean
-cidrs_contain (GArray *cidrs, const RulesIp *ip)
+cidrs_contain (const RulesList *l, const RulesIp *ip)
 {
-  if (cidrs == NULL)
-    return FALSE;
-  /* Lists are small in practice and networks may nest; a linear scan over a
-   * sorted, contiguous array is cache-friendly and simple. */
-  for (guint i = 0; i < cidrs->len; i++)
-    if (rules_ip_in_cidr (ip, &g_array_index (cidrs, RulesIp, i)))
-      return TRUE;
+  if (l->cidr_set)
+    return rules_cidr_set_contains (l->cidr_set, ip);
+  if (l->cidrs)
+    for (guint i = 0; i < l->cidrs->len; i++)
+      if (rules_ip_in_cidr (ip, &g_array_index (l->cidrs, RulesIp, i)))
+        return TRUE;
+  return FALSE;
+}
+
+static gboolean
+regexes_match (const RulesList *l, const char *s, gsize len)
+{
+  if (l->regex_set)
+    return rules_regex_set_match (l->regex_set, s, len);
+  if (l->regexes)
+    for (guint i = 0; i < l->regexes->len; i++)
+      if (rules_regex_match (l->regexes->pdata[i], s, len))
+        return TRUE;
   return FALSE;
 }
 
@@ -314,7 +354,7 @@ rules_list_contains (const RulesList *l, const RulesValue *v)
   switch (v->type)
     {
       case RULES_TYPE_IP:
-        if (cidrs_contain (l->cidrs, &v->ip))
+        if (cidrs_contain (l, &v->ip))
           return TRUE;
         if (l->strings)
           {
@@ -328,13 +368,10 @@ rules_list_contains (const RulesList *l, const RulesValue *v)
           return TRUE;
         if (domain_match (l->domains, v->s.ptr, v->s.len))
           return TRUE;
-        if (l->regexes)
-          for (guint i = 0; i < l->regexes->len; i++)
-            if (g_regex_match_full (l->regexes->pdata[i], v->s.ptr, (gssize)v->s.len, 0, 0, NULL,
-                                    NULL))
-              return TRUE;
+        if (regexes_match (l, v->s.ptr, v->s.len))
+          return TRUE;
         if (l->cidrs && rules_ip_parse (v->s.ptr, v->s.len, &ip))
-          return cidrs_contain (l->cidrs, &ip);
+          return cidrs_contain (l, &ip);
         return FALSE;
       case RULES_TYPE_INT:
         if (l->ints)
@@ -355,6 +392,130 @@ rules_list_contains (const RulesList *l, const RulesValue *v)
       default:
         return FALSE;
     }
+}
+
+/* ---- memoised membership -------------------------------------------------- */
+
+/* The most recent look-ups of a run (round robin).  Values longer than
+ * RULES_MEMO_KEY_MAX bytes are looked up every time. */
+#define RULES_MEMO_SLOTS 16
+#define RULES_MEMO_KEY_MAX 200
+
+typedef struct
+{
+  const RulesList *list;
+  RulesType type; /* STRING or IP */
+  gboolean found;
+  gsize len;
+  RulesIp ip;
+  char key[RULES_MEMO_KEY_MAX];
+} MemoSlot;
+
+/* One memo per thread, owned by one run at a time (the run's serial): a
+ * run that finds another's serial there starts it afresh.  Runs come and go
+ * by the thousand; keeping the memo in the thread spares each one a
+ * zeroed allocation of a few KB.  Serials are never reused, so a slot can
+ * never answer for a list of another run's (maybe freed) program. */
+typedef struct
+{
+  guint64 owner;
+  guint n, next;
+  MemoSlot slots[RULES_MEMO_SLOTS];
+} Memo;
+
+static GPrivate memo_key = G_PRIVATE_INIT (g_free); /* frees it at thread exit */
+static __thread Memo *thread_memo;
+static guint64 last_serial;
+
+static Memo *
+run_memo (RulesRun *run)
+{
+  Memo *memo = thread_memo;
+
+  if (G_UNLIKELY (memo == NULL))
+    {
+      memo = g_new0 (Memo, 1);
+      g_private_set (&memo_key, memo);
+      thread_memo = memo;
+    }
+  if (run->memo_serial == 0)
+    run->memo_serial = __atomic_add_fetch (&last_serial, 1, __ATOMIC_RELAXED);
+  if (memo->owner != run->memo_serial)
+    {
+      memo->owner = run->memo_serial;
+      memo->n = memo->next = 0;
+    }
+  return memo;
+}
+
+static gboolean
+slot_is (const MemoSlot *m, const RulesList *l, const RulesValue *v)
+{
+  if (m->list != l || m->type != v->type)
+    return FALSE;
+  if (v->type == RULES_TYPE_IP)
+    return m->ip.family == v->ip.family && memcmp (m->ip.addr, v->ip.addr, 16) == 0;
+  return m->len == v->s.len && memcmp (m->key, v->s.ptr, v->s.len) == 0;
+}
+
+/* One string or IP through the memo. */
+static gboolean
+memo_contains (RulesRun *run, const RulesList *l, const RulesValue *v)
+{
+  Memo *memo;
+  MemoSlot *m;
+  gboolean found;
+
+  if (v->type == RULES_TYPE_STRING ? v->s.len > RULES_MEMO_KEY_MAX : v->type != RULES_TYPE_IP)
+    return rules_list_contains (l, v);
+  memo = run_memo (run);
+  for (guint i = 0; i < memo->n; i++)
+    if (slot_is (&memo->slots[i], l, v))
+      return memo->slots[i].found;
+  found = rules_list_contains (l, v);
+  if (memo->n < RULES_MEMO_SLOTS)
+    m = &memo->slots[memo->n++];
+  else
+    {
+      m = &memo->slots[memo->next];
+      memo->next = (memo->next + 1) % RULES_MEMO_SLOTS;
+    }
+  m->list = l;
+  m->type = v->type;
+  m->found = found;
+  if (v->type == RULES_TYPE_IP)
+    {
+      /* Compared on all 16 bytes: two IPv4 values that differ only in junk
+       * after their 4 bytes take two slots, with the same answer. */
+      m->ip = v->ip;
+    }
+  else
+    {
+      m->len = v->s.len;
+      if (v->s.len)
+        memcpy (m->key, v->s.ptr, v->s.len);
+    }
+  return found;
+}
+
+gboolean
+rules_run_list_contains (RulesRun *run, const RulesList *l, const RulesValue *v)
+{
+  /* Folding constants at load has no run to keep a memo in. */
+  if (l == NULL || run->vt == NULL)
+    return rules_list_contains (l, v);
+  if (v->type == RULES_TYPE_STRV)
+    {
+      for (gsize i = 0; i < v->strv.n; i++)
+        {
+          RulesValue e;
+          rules_value_set_string (&e, v->strv.v[i], -1, v->ci);
+          if (memo_contains (run, l, &e))
+            return TRUE;
+        }
+      return FALSE;
+    }
+  return memo_contains (run, l, v);
 }
 
 /* ---- in_file() ------------------------------------------------------------ */

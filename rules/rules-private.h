@@ -122,24 +122,57 @@ typedef enum
   RULES_LIST_MIXED, /* a literal list: strings, IPs/CIDRs, regexes, numbers */
 } RulesListKind;
 
+/* rules-regex.c: regexes on PCRE2 (see there for the options GRegex used). */
+RulesRegex *rules_regex_new (const char *pattern, guint flags, GError **error);
+RulesRegex *rules_regex_ref (const RulesRegex *re);
+void rules_regex_unref (RulesRegex *re);
+const char *rules_regex_pattern (const RulesRegex *re);
+/* RULES_RE_*: the flags it was compiled with (inline (?i) options are not
+ * reported, as GRegex did not with PCRE2). */
+guint rules_regex_flags (const RulesRegex *re);
+/* Thread-safe; allocates nothing in the steady state; NUL bytes in s are data. */
+gboolean rules_regex_match (const RulesRegex *re, const char *s, gsize len);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RulesRegex, rules_regex_unref)
+
+/* The regexes of a list as a few combined alternations. */
+typedef struct _RulesRegexSet RulesRegexSet;
+RulesRegexSet *rules_regex_set_new (RulesRegex *const *regexes, guint n);
+void rules_regex_set_free (RulesRegexSet *set);
+/* TRUE if any of the regexes matches (exactly as matching each alone). */
+gboolean rules_regex_set_match (const RulesRegexSet *set, const char *s, gsize len);
+/* For tests: alternations, regexes inside them, regexes matched alone. */
+void rules_regex_set_stats (const RulesRegexSet *set, guint *n_chunks, guint *n_combined,
+                            guint *n_alone);
+
+/* rules-cidr.c: networks hashed by prefix length. */
+typedef struct _RulesCidrSet RulesCidrSet;
+RulesCidrSet *rules_cidr_set_new (const RulesIp *nets, guint n);
+void rules_cidr_set_free (RulesCidrSet *set);
+gboolean rules_cidr_set_contains (const RulesCidrSet *set, const RulesIp *ip);
+
 struct _RulesList
 {
   char *name; /* NULL for a literal list */
   RulesListKind kind;
   char *source; /* the file it came from, or NULL */
   guint n_entries;
-  GHashTable *strings; /* ASCII-lowercased string -> itself */
-  GHashTable *domains; /* lowercased domain without leading dot */
-  GArray *cidrs;       /* RulesIp, sorted by family then address */
-  GPtrArray *regexes;  /* GRegex* */
-  GArray *ints;        /* gint64 */
+  GHashTable *strings;      /* ASCII-lowercased string -> itself */
+  GHashTable *domains;      /* lowercased domain without leading dot */
+  GArray *cidrs;            /* RulesIp, in the order added */
+  GPtrArray *regexes;       /* RulesRegex*, in the order added */
+  GArray *ints;             /* gint64 */
+  gboolean sealed;          /* the sets below are built */
+  RulesCidrSet *cidr_set;   /* cidrs, for O(prefix lengths) look-ups */
+  RulesRegexSet *regex_set; /* regexes, combined */
 };
 
 RulesList *rules_list_new (const char *name, RulesListKind kind);
 void rules_list_free (RulesList *list);
 /* Adds one constant value; FALSE (error message in *why) if it cannot be a member. */
 gboolean rules_list_add_value (RulesList *list, const RulesValue *v, const char **why);
-/* Parses a list file's text (one entry a line, '#' comments) into list. */
+/* Builds the look-up structures once every entry is in (idempotent). */
+void rules_list_seal (RulesList *list);
+/* Parses a list file's text (one entry a line, '#' comments) into list, and seals it. */
 gboolean rules_list_load_text (RulesList *list, const char *file, const char *text, gsize len,
                                GError **error);
 gboolean rules_list_contains (const RulesList *list, const RulesValue *v);
@@ -164,6 +197,8 @@ gboolean rules_file_cache_contains (RulesFileCache *cache, const RulesValue *v);
 /* ---- values --------------------------------------------------------------- */
 
 gboolean rules_str_equal (const char *a, gsize alen, const char *b, gsize blen, gboolean ci);
+/* ASCII case-insensitive three-way compare of n bytes (NUL included). */
+int rules_ascii_casecmp (const char *a, const char *b, gsize n);
 /* Substring search; ci = ASCII case-insensitive. */
 gboolean rules_str_contains (const char *hay, gsize hlen, const char *needle, gsize nlen,
                              gboolean ci);
@@ -297,7 +332,7 @@ struct _RulesProgram
   GPtrArray *nodes;                 /* RulesNode*: owner of every node */
   GPtrArray *lists;                 /* RulesList*: owner of every list */
   GPtrArray *caches;                /* RulesFileCache* */
-  GPtrArray *regexes;               /* GRegex*: literal regexes */
+  GPtrArray *regexes;               /* RulesRegex*: literal regexes */
   GPtrArray *listdefs;              /* RulesListDef* */
   GPtrArray *lets;                  /* RulesLet* */
   GPtrArray *rules[RULES_N_STAGES]; /* RulesRule* */
@@ -353,7 +388,11 @@ struct _RulesRun
   gpointer host;
   RulesArena arena;
   GStringChunk *scratch; /* rules_run_scratch_strdup() */
+  guint64 memo_serial;   /* names the run in its thread's memo of list look-ups; 0: none yet */
 };
+
+/* rules_list_contains() through the run's memo (lists are immutable). */
+gboolean rules_run_list_contains (RulesRun *run, const RulesList *list, const RulesValue *v);
 
 /* rules-eval.c */
 void rules_eval (RulesRun *run, const RulesNode *n, RulesValue *out);

@@ -75,7 +75,7 @@ rules_program_new_empty (void)
   p->nodes = g_ptr_array_new_with_free_func ((GDestroyNotify)node_free);
   p->lists = g_ptr_array_new_with_free_func ((GDestroyNotify)rules_list_free);
   p->caches = g_ptr_array_new_with_free_func ((GDestroyNotify)rules_file_cache_free);
-  p->regexes = g_ptr_array_new_with_free_func ((GDestroyNotify)g_regex_unref);
+  p->regexes = g_ptr_array_new_with_free_func ((GDestroyNotify)rules_regex_unref);
   p->listdefs = g_ptr_array_new_with_free_func ((GDestroyNotify)listdef_free);
   p->lets = g_ptr_array_new_with_free_func ((GDestroyNotify)let_free);
   p->varnames = g_ptr_array_new_with_free_func (g_free);

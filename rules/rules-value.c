@@ -205,6 +205,57 @@ rules_ip_in_cidr (const RulesIp *ip, const RulesIp *net)
   return TRUE;
 }
 
+/* ASCII lower case of every byte; other bytes map to themselves. */
+static const guint8 ascii_lower[256] = {
+#define L4(c) (c), (c) + 1, (c) + 2, (c) + 3
+#define L16(c) L4 (c), L4 ((c) + 4), L4 ((c) + 8), L4 ((c) + 12)
+  L16 (0x00),
+  L16 (0x10),
+  L16 (0x20),
+  L16 (0x30),
+  /* 0x40: '@', then 'A'..'Z' lowered, then 0x5b..0x5f */
+  0x40,
+  L16 (0x61),
+  L4 (0x71),
+  0x75,
+  0x76,
+  0x77,
+  0x78,
+  0x79,
+  0x7a,
+  0x5b,
+  0x5c,
+  0x5d,
+  0x5e,
+  0x5f,
+  L16 (0x60),
+  L16 (0x70),
+  L16 (0x80),
+  L16 (0x90),
+  L16 (0xa0),
+  L16 (0xb0),
+  L16 (0xc0),
+  L16 (0xd0),
+  L16 (0xe0),
+  L16 (0xf0),
+#undef L16
+#undef L4
+};
+
+int
+rules_ascii_casecmp (const char *a, const char *b, gsize n)
+{
+  /* Like g_ascii_strncasecmp() on unsigned bytes, but NUL is a byte like any
+   * other: values carry their length and may contain one. */
+  for (gsize i = 0; i < n; i++)
+    {
+      int x = ascii_lower[(guint8)a[i]], y = ascii_lower[(guint8)b[i]];
+      if (x != y)
+        return x - y;
+    }
+  return 0;
+}
+
 gboolean
 rules_str_equal (const char *a, gsize alen, const char *b, gsize blen, gboolean ci)
 {
@@ -212,7 +263,7 @@ rules_str_equal (const char *a, gsize alen, const char *b, gsize blen, gboolean 
     return FALSE;
   if (alen == 0)
     return TRUE;
-  return ci ? g_ascii_strncasecmp (a, b, alen) == 0 : memcmp (a, b, alen) == 0;
+  return ci ? rules_ascii_casecmp (a, b, alen) == 0 : memcmp (a, b, alen) == 0;
 }
 
 gboolean
@@ -225,8 +276,8 @@ rules_str_contains (const char *hay, gsize hlen, const char *needle, gsize nlen,
   if (!ci)
     return memmem (hay, hlen, needle, nlen) != NULL;
   for (gsize i = 0; i + nlen <= hlen; i++)
-    if (g_ascii_tolower (hay[i]) == g_ascii_tolower (needle[0])
-        && g_ascii_strncasecmp (hay + i, needle, nlen) == 0)
+    if (ascii_lower[(guint8)hay[i]] == ascii_lower[(guint8)needle[0]]
+        && rules_ascii_casecmp (hay + i, needle, nlen) == 0)
       return TRUE;
   return FALSE;
 }

@@ -112,6 +112,8 @@ typedef struct {
 } RulesIp;
 
 typedef struct _RulesList RulesList;
+/* A compiled regex (PCRE2; owned by the program).  Opaque: hosts never make one. */
+typedef struct _RulesRegex RulesRegex;
 
 /* A value.  Strings and string vectors are borrowed: the host keeps them
  * valid until rules_run_step() returns (the transaction owns them, or they
@@ -130,7 +132,7 @@ typedef struct {
       gsize len;
     } s;
     RulesIp ip;
-    const GRegex *re;
+    const RulesRegex *re;
     struct {
       const char *const *v;
       gsize n;

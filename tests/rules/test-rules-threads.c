@@ -12,11 +12,15 @@
 static const char *program_text
     = "list nets = [10.0.0.0/8, 192.168.0.0/16]\n"
       "list words = [\"viagra\", \"lottery\"]\n"
+      /* a combined regex list: one PCRE2 alternation, matched from every thread */
+      "list pats = [/^bad[0-9]+@/i, /^nobody@/, /^lottery$/]\n"
       "connect { rule \"lan\" when client.ip in nets => accept }\n"
-      "mail { rule \"m\" when lower(mail.from) =~ /^bad/ => reject 550 \"bad\" }\n"
+      "mail { rule \"m\" when lower(mail.from) =~ /^bad/ and mail.from in pats => "
+      "reject 550 \"bad\" }\n"
       "rcpt { rule \"r\" => set n = rcpt.count + 1, set who = \"to \" + rcpt.to }\n"
       "data {\n"
-      "  rule \"w\" when subject in words or body =~ /lottery/i => add_header \"X-Spam\" var.who\n"
+      "  rule \"w\" when subject in pats and (subject in words or body =~ /lottery/i) => "
+      "add_header \"X-Spam\" var.who\n"
       "  rule \"z\" when in_file(\"nonexistent.list\", subject) => discard\n"
       "  rule \"big\" when message.size > 10M => reject 552 5.3.4 \"too big\"\n"
       "}\n";
