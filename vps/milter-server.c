@@ -77,25 +77,29 @@ vps_milter_want (RulesProgram *p, VpsConfig *cfg, MilterOptions *want)
                                         RULES_VAR_MIME_VALID,       RULES_VAR_MIME_ERRORS,
                                         RULES_VAR_MIME_PARTS,       RULES_VAR_MIME_DEPTH,
                                         RULES_VAR_MIME_ATTACHMENTS, RULES_VAR_MIME_CONTENT_TYPES };
-  gboolean any_rules = FALSE, any_calls = FALSE, keeps_copy, macros, headers, body;
+  gboolean any_calls = FALSE, keeps_copy, edits_headers, macros, headers, body;
   const char *const *quarantines = vps_config_quarantine_names (cfg);
   const char *const *exports = vps_config_export_names (cfg);
   guint32 proto = MILTER_PROTO_HDR_LEADSPC;
 
   for (RulesStage s = RULES_STAGE_CONNECT; s <= RULES_STAGE_DATA; s++)
     {
-      any_rules |= rules_program_n_rules (p, s) > 0;
       any_calls |= has_calls (p, s);
     }
   /* A connector may send anything it was told (a policy service wants the
    * client address, a chained milter every step): with calls we keep every
    * step; macros ride on the steps, so reading one keeps them too. */
   macros = any_calls || rules_program_reads (p, RULES_VAR_MACRO);
-  /* A copy in the quarantine store or an export needs the whole message. */
-  keeps_copy = any_rules
-               && ((vps_config_get_bool (cfg, "milter", "store_quarantine") && quarantines
-                    && quarantines[0])
-                   || (exports && exports[0]));
+  /* A copy in the quarantine store or an export needs the whole message;
+   * only programs that can quarantine or export ask for it. */
+  keeps_copy = (rules_program_has_verdict (p, RULES_VERDICT_QUARANTINE)
+                && vps_config_get_bool (cfg, "milter", "store_quarantine") && quarantines
+                && quarantines[0])
+               || ((rules_program_has_effect (p, RULES_EFFECT_EXPORT_JSON)
+                    || rules_program_has_effect (p, RULES_EFFECT_EXPORT_RAW))
+                   && exports && exports[0]);
+  edits_headers = rules_program_has_effect (p, RULES_EFFECT_SET_HEADER)
+                  || rules_program_has_effect (p, RULES_EFFECT_REMOVE_HEADER);
 
   proto |= step_bits (rules_program_n_rules (p, RULES_STAGE_CONNECT) > 0,
                       macros || reads_any (p, conn_vars, G_N_ELEMENTS (conn_vars)),
@@ -115,7 +119,7 @@ vps_milter_want (RulesProgram *p, VpsConfig *cfg, MilterOptions *want)
    * instance numbers of what the MTA has) or read them; the body when read,
    * handed to a connector or kept as a copy. */
   body = any_calls || keeps_copy || reads_any (p, body_vars, G_N_ELEMENTS (body_vars));
-  headers = body || any_rules || reads_any (p, header_vars, G_N_ELEMENTS (header_vars));
+  headers = body || edits_headers || reads_any (p, header_vars, G_N_ELEMENTS (header_vars));
   proto |= headers ? MILTER_PROTO_NR_HDR : MILTER_PROTO_NOHDRS;
   proto |= body ? MILTER_PROTO_NR_BODY : MILTER_PROTO_NOBODY;
   /* End of headers tells us nothing we need; unknown commands neither.
@@ -125,13 +129,31 @@ vps_milter_want (RulesProgram *p, VpsConfig *cfg, MilterOptions *want)
 
   want->version = MILTER_VERSION;
   want->protocol = proto;
-  /* XXX: the rules API cannot tell which actions a program uses; any rule
-   * may edit, so with rules we ask for every modification. */
-  want->actions = (any_rules || any_calls)
-                      ? (MILTER_ACTION_ADDHDRS | MILTER_ACTION_CHGHDRS | MILTER_ACTION_CHGBODY
-                         | MILTER_ACTION_ADDRCPT | MILTER_ACTION_ADDRCPT_PAR | MILTER_ACTION_DELRCPT
-                         | MILTER_ACTION_CHGFROM | MILTER_ACTION_QUARANTINE)
-                      : 0;
+  /* Actions: what the rules can do; a connector may return any
+   * modification, so with calls we ask for all of them. */
+  if (any_calls)
+    want->actions = MILTER_ACTION_ADDHDRS | MILTER_ACTION_CHGHDRS | MILTER_ACTION_CHGBODY
+                    | MILTER_ACTION_ADDRCPT | MILTER_ACTION_ADDRCPT_PAR | MILTER_ACTION_DELRCPT
+                    | MILTER_ACTION_CHGFROM | MILTER_ACTION_QUARANTINE;
+  else
+    {
+      want->actions = 0;
+      if (rules_program_has_effect (p, RULES_EFFECT_ADD_HEADER)
+          || rules_program_has_effect (p, RULES_EFFECT_INSERT_HEADER) || edits_headers)
+        want->actions |= MILTER_ACTION_ADDHDRS; /* set_header adds when absent */
+      if (edits_headers)
+        want->actions |= MILTER_ACTION_CHGHDRS;
+      if (rules_program_has_effect (p, RULES_EFFECT_REPLACE_BODY))
+        want->actions |= MILTER_ACTION_CHGBODY;
+      if (rules_program_has_effect (p, RULES_EFFECT_ADD_RCPT))
+        want->actions |= MILTER_ACTION_ADDRCPT | MILTER_ACTION_ADDRCPT_PAR;
+      if (rules_program_has_effect (p, RULES_EFFECT_REMOVE_RCPT))
+        want->actions |= MILTER_ACTION_DELRCPT;
+      if (rules_program_has_effect (p, RULES_EFFECT_SET_SENDER))
+        want->actions |= MILTER_ACTION_CHGFROM;
+      if (rules_program_has_verdict (p, RULES_VERDICT_QUARANTINE))
+        want->actions |= MILTER_ACTION_QUARANTINE;
+    }
 }
 
 /* ---- connection lifecycle ------------------------------------------------- */

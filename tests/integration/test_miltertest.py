@@ -121,8 +121,8 @@ def test_abort_then_second_message():
     vpsd().lua("abort.lua")
 
 def test_minimal_rules_negotiate_little():
-    # Only a rcpt rule: CONNECT/HELO/MAIL and content switched off or
-    # without reply; DATA still answered.
+    # Only a rcpt rule: CONNECT/HELO/MAIL and content switched off;
+    # DATA still answered.
     v = Vpsd(rules='rcpt { rule "r" when rcpt.domain == "blocked.example" => reject }\n',
              extra="store_quarantine = false")  # in [milter]
     v.lua("minimal.lua")
