@@ -10,6 +10,8 @@
  */
 #include "rules/rules-private.h"
 
+#include "proto/mail/mail-reply.h"
+
 #include <string.h>
 
 #define err rules_check_fail
@@ -55,8 +57,16 @@ check_reply (RulesCheck *c, const RulesNode *pos, const RulesAction *a)
           || !g_ascii_string_to_unsigned (parts[2], 10, 0, 999, &det, NULL))
         return err (c, pos, RULES_ERROR_INVALID, "invalid enhanced status code %s", a->enhanced);
     }
-  if (a->text && strpbrk (a->text, "\r\n") != NULL)
-    return err (c, pos, RULES_ERROR_INVALID, "reply text must be one line");
+  /* The text may span lines ("a\nb" → a multi-line reply); proto/mail
+   * checks the rest: printable ASCII, line length, at most 32 lines. */
+  if (a->text)
+    {
+      g_autoptr (GError) reply_error = NULL;
+      g_autoptr (MailReply) reply = mail_reply_new (a->code, a->enhanced, a->text, &reply_error);
+
+      if (reply == NULL)
+        return err (c, pos, RULES_ERROR_INVALID, "invalid reply text: %s", reply_error->message);
+    }
   return TRUE;
 }
 
@@ -70,12 +80,44 @@ add_call (RulesProgram *prog, RulesStage stage, const char *name)
   g_ptr_array_add (calls, g_strdup (name));
 }
 
+/* Record what the program can do (rules_program_has_effect / _verdict). */
+static void
+note_action (RulesProgram *prog, const RulesAction *a)
+{
+  static const RulesVerdict verdict_of[] = {
+    [RULES_ACT_ACCEPT] = RULES_VERDICT_ACCEPT,
+    [RULES_ACT_ACCEPT_ALL] = RULES_VERDICT_ACCEPT_ALL,
+    [RULES_ACT_DISCARD] = RULES_VERDICT_DISCARD,
+    [RULES_ACT_REJECT] = RULES_VERDICT_REJECT,
+    [RULES_ACT_TEMPFAIL] = RULES_VERDICT_TEMPFAIL,
+    [RULES_ACT_QUARANTINE] = RULES_VERDICT_QUARANTINE,
+  };
+
+  switch (a->kind)
+    {
+      case RULES_ACT_ACCEPT:
+      case RULES_ACT_ACCEPT_ALL:
+      case RULES_ACT_DISCARD:
+      case RULES_ACT_REJECT:
+      case RULES_ACT_TEMPFAIL:
+      case RULES_ACT_QUARANTINE:
+        prog->verdicts[verdict_of[a->kind]] = TRUE;
+        break;
+      case RULES_ACT_EFFECT:
+        prog->effects[a->effect] = TRUE;
+        break;
+      default:
+        break;
+    }
+}
+
 static gboolean
 check_action (RulesCheck *c, RulesRule *r, RulesAction *a)
 {
   RulesNode pos = { .file = a->file, .line = a->line, .col = a->col };
   RulesStage st = r->stage;
 
+  note_action (c->prog, a);
   switch (a->kind)
     {
       case RULES_ACT_REJECT:

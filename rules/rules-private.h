@@ -340,6 +340,10 @@ struct _RulesProgram
   GPtrArray *vardefs;               /* parallel to varnames: first `set` position (RulesAction*) */
   GPtrArray *calls[RULES_N_STAGES]; /* char*, NULL-terminated */
   gboolean reads[RULES_N_VARS];
+  /* Which actions some rule can take: effects by RulesEffectKind, verdicts
+   * by RulesVerdict (for the front ends' negotiation). */
+  gboolean effects[RULES_EFFECT_DELIVER_MX + 1];
+  gboolean verdicts[RULES_VERDICT_DISCARD + 1];
   char *base_dir;
 };
 

@@ -178,6 +178,20 @@ rules_program_reads (const RulesProgram *program, RulesVar var)
   return program->reads[var];
 }
 
+gboolean
+rules_program_has_effect (const RulesProgram *program, RulesEffectKind effect)
+{
+  g_return_val_if_fail (program != NULL && (guint)effect <= RULES_EFFECT_DELIVER_MX, FALSE);
+  return program->effects[effect];
+}
+
+gboolean
+rules_program_has_verdict (const RulesProgram *program, RulesVerdict verdict)
+{
+  g_return_val_if_fail (program != NULL && (guint)verdict <= RULES_VERDICT_DISCARD, FALSE);
+  return program->verdicts[verdict];
+}
+
 const char *const *
 rules_program_calls (const RulesProgram *program, RulesStage stage)
 {

@@ -71,6 +71,23 @@ struct _RulesRegexSet
 
 /* ---- compiling ------------------------------------------------------------ */
 
+/* VPS_PCRE2_JIT=0 in the environment turns the JIT off (same answers, the
+ * interpreter's speed): memory checkers such as valgrind cannot follow the
+ * JIT's vectorised reads past the end of a subject and report them. */
+static gboolean
+jit_wanted (void)
+{
+  static gsize once = 0;
+  static gboolean wanted;
+
+  if (g_once_init_enter (&once))
+    {
+      wanted = g_strcmp0 (g_getenv ("VPS_PCRE2_JIT"), "0") != 0;
+      g_once_init_leave (&once, 1);
+    }
+  return wanted;
+}
+
 static pcre2_code *
 compile (const char *pattern, gsize len, guint flags, gboolean jit, int *errcode,
          PCRE2_SIZE *erroffset)
@@ -95,7 +112,7 @@ compile (const char *pattern, gsize len, guint flags, gboolean jit, int *errcode
   pcre2_compile_context_free (cc);
   /* Failure (no JIT on this platform, no executable memory) leaves the
    * interpreter in charge: slower, same answers. */
-  if (code != NULL && jit)
+  if (code != NULL && jit && jit_wanted ())
     (void)pcre2_jit_compile (code, PCRE2_JIT_COMPLETE);
   return code;
 }

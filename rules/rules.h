@@ -315,6 +315,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RulesProgram, rules_program_unref)
 guint rules_program_n_rules (const RulesProgram *program, RulesStage stage);
 /* TRUE if any rule reads `var` (or, for RULES_VAR_CONNECTOR, calls anything). */
 gboolean rules_program_reads (const RulesProgram *program, RulesVar var);
+/* Can some rule take this action?  (A connector called anywhere may add
+ * more: look at rules_program_calls too.) */
+gboolean rules_program_has_effect (const RulesProgram *program, RulesEffectKind effect);
+gboolean rules_program_has_verdict (const RulesProgram *program, RulesVerdict verdict);
 /* Names of the connectors called anywhere in `stage`; NULL-terminated, owned by the program. */
 const char *const *rules_program_calls (const RulesProgram *program, RulesStage stage);
 /* Names of the `set` variables, index order. */

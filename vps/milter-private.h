@@ -70,7 +70,7 @@ typedef struct
   VpsMilterPhase phase;
 
   /* limits and timeouts from the engine's config (ms / bytes) */
-  gint64 connect_timeout, command_timeout, content_timeout, progress_interval;
+  gint64 connect_timeout, command_timeout, content_timeout, idle_timeout, progress_interval;
   guint64 memory_body_limit, max_message_size, max_header_size;
   gboolean store_quarantine;
 

@@ -411,11 +411,12 @@ on_readable (GSocket *socket, GIOCondition cond, gpointer data)
 static gint64
 idle_limit_ms (VpsMilterConn *conn)
 {
+  /* The MTA keeps one milter connection for a whole SMTP session (Postfix
+   * does), so between its commands it may wait as long as its client does:
+   * only the idle limit applies there, never the stage limits. */
   if (conn->phase == PHASE_OPTNEG)
     return conn->connect_timeout;
-  if (conn->phase >= PHASE_DATA)
-    return conn->content_timeout;
-  return conn->command_timeout;
+  return conn->idle_timeout;
 }
 
 static gboolean tick (VpsMilterConn *conn);
@@ -494,6 +495,7 @@ conn_load_config (VpsMilterConn *conn)
   conn->connect_timeout = vps_config_get_duration_ms (cfg, "milter", "connect_timeout");
   conn->command_timeout = vps_config_get_duration_ms (cfg, "milter", "command_timeout");
   conn->content_timeout = vps_config_get_duration_ms (cfg, "milter", "content_timeout");
+  conn->idle_timeout = vps_config_get_duration_ms (cfg, "milter", "idle_timeout");
   conn->progress_interval = vps_config_get_duration_ms (cfg, "milter", "progress_interval");
   conn->store_quarantine = vps_config_get_bool (cfg, "milter", "store_quarantine");
   conn->memory_body_limit = vps_config_get_size (cfg, "limits", "memory_body_limit");

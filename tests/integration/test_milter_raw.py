@@ -165,6 +165,7 @@ drain_timeout = 2s
 listen = inet:127.0.0.1:{port}
 connect_timeout = 2s
 command_timeout = 2s
+idle_timeout = 2s
 content_timeout = 30s
 progress_interval = 1s
 [connector slow]

@@ -34,6 +34,7 @@ static const char *const valid[] = {
   "delivery { rule \"a\" => deliver maildir \"m\" rule \"b\" => deliver mbox \"/x\""
   " rule \"c\" => deliver relay \"[h]:25\" rule \"d\" => deliver mx, log \"after\" }",
   "data { rule \"a\" => quarantine \"virus\", log warning \"virus\", add_header \"X\" \"y\" }",
+  "mail { rule \"a\" => reject 550 5.7.1 \"line one\\nline two\" }",
   "rcpt { rule \"a\" when not not true and (false or true) and 1 < 2 => accept }",
   "rcpt { rule \"a\" when rcpt.to not in [\"a\"] and rcpt.to !~ /x/ => accept }",
   "data { rule \"a\" when header(\"X\") != \"\" and headers(\"X\") =~ /y/ and len(headers(\"X\")) "
@@ -94,8 +95,9 @@ static const BadCase bad[] = {
     "b.vsl:1:37: expected reply text string after reject code, got '}'" },
   { "mail { rule \"a\" => reject 550 5.7.1000 \"x\" }", RULES_ERROR_INVALID,
     "b.vsl:1:20: invalid enhanced status code 5.7.1000" },
-  { "mail { rule \"a\" => reject 550 \"a\\nb\" }", RULES_ERROR_INVALID,
-    "b.vsl:1:20: reply text must be one line" },
+  { "mail { rule \"a\" => reject 550 \"x\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx"
+    "\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\" }",
+    RULES_ERROR_INVALID, "b.vsl:1:20: invalid reply text: reply has more than 32 lines" },
   { "mail { rule \"a\" => call }", RULES_ERROR_SYNTAX,
     "b.vsl:1:25: expected connector name after 'call', got '}'" },
   { "mail { rule \"a\" => log }", RULES_ERROR_SYNTAX,
