@@ -55,6 +55,8 @@ bench_milter() {
 		return 1
 	fi
 	/usr/bin/python3 "$here/milter/bench_milter.py" --build "$build"
+	echo "== bench-milter: vpsd memory with ${BENCH_MILTER_RSS_SESSIONS:-500} concurrent milter sessions"
+	/usr/bin/python3 "$here/milter/rss_sessions.py" "$build" "${BENCH_MILTER_RSS_SESSIONS:-500}"
 }
 
 case "$which" in

@@ -304,10 +304,19 @@ vps_report_metadata (VpsTxn *txn, const char *rule, const char *reason)
 
   if (rule == NULL && fin != NULL)
     rule = fin->rule;
-  if (reason == NULL && fin != NULL)
-    reason = fin->text;
-  set_string_or_null (o, "rule", rule);
-  set_string_or_null (o, "reason", reason);
+  {
+    /* A quarantine's reply is only the "250 Ok" the client saw: the reason
+     * worth keeping is the quarantine and the rule, as the MTA is told. */
+    g_autofree char *made = NULL;
+
+    if (reason == NULL && fin != NULL && fin->verdict == RULES_VERDICT_QUARANTINE)
+      reason = made = g_strdup_printf ("%s (rule %s)", fin->quarantine ? fin->quarantine : "",
+                                       fin->rule ? fin->rule : "-");
+    else if (reason == NULL && fin != NULL)
+      reason = fin->text;
+    set_string_or_null (o, "rule", rule);
+    set_string_or_null (o, "reason", reason);
+  }
   set_string_or_null (o, "quarantine", vps_txn_get_quarantine (txn));
   if (msg != NULL)
     json_object_set_int_member (o, "size", (gint64)vps_message_get_size (msg));
