@@ -57,10 +57,15 @@ def read_packet(sock):
     return data[:1], data[1:]
 
 class Mta:
-    """One milter connection, MTA side."""
+    """One milter connection, MTA side (port: TCP on 127.0.0.1; a str: a unix socket)."""
     def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(port, str):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(port)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.opts = None
 
     def send(self, data):
@@ -418,7 +423,38 @@ def test_drain_on_sigterm():
     except OSError:
         pass
 
-run([test_version6_message, test_version2_negotiation, test_rcpt_reject_reply,
+def test_unix_socket_listener():
+    # The same server on a unix socket: a message through it, the socket
+    # file removed when vpsd stops, and a stale socket file replaced.
+    d = tmpdir()
+    sock = os.path.join(d, "milter.sock")
+    open(sock, "w").close()  # stale file left by a dead process
+    with open(os.path.join(d, "rules.vsl"), "w") as f:
+        f.write('data { rule "stamp" => add_header "X-Scanned" "vps" }\n')
+    with open(os.path.join(d, "vps.conf"), "w") as f:
+        f.write(f"[vpsd]\nrules = rules.vsl\nworkers = 2\n[milter]\nlisten = unix:{sock}\n"
+                f"[log]\nlevel = info\n[quarantine]\ndir = q\n")
+    log = os.path.join(d, "vpsd.log")
+    proc = subprocess.Popen([VPSD, "-c", os.path.join(d, "vps.conf")],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    taplib._procs.append(proc)
+    deadline = time.time() + 10
+    while "milter: listening on unix:" not in open(log).read():
+        assert time.time() < deadline and proc.poll() is None, open(log).read()
+        time.sleep(0.05)
+    for _ in range(2):  # both workers accept from the one socket
+        m = Mta(sock)
+        m.negotiate()
+        out = m.message()
+        assert (b"h", z("X-Scanned") + z(" vps")) in out or \
+               (b"h", z("X-Scanned") + z("vps")) in out, out
+        assert out[-1][0] == b"c", out
+        m.close()
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+    assert not os.path.exists(sock), "socket file left behind"
+
+run([test_version6_message, test_unix_socket_listener, test_version2_negotiation, test_rcpt_reject_reply,
      test_hostile_packets_close_only_their_connection, test_idle_session_times_out,
      test_progress_while_connector_is_slow, test_200_concurrent_sessions,
      test_reload_keeps_engine_of_sessions_in_flight, test_drain_on_sigterm])
