@@ -41,7 +41,8 @@ G_BEGIN_DECLS
 
 /* ---- stages --------------------------------------------------------------- */
 
-typedef enum {
+typedef enum
+{
   RULES_STAGE_CONNECT,
   RULES_STAGE_HELO,
   RULES_STAGE_AUTH,
@@ -61,7 +62,8 @@ gboolean rules_stage_from_name (const char *name, RulesStage *out);
 /* Ordered by severity for merging concurrent answers (RULES.md):
  * discard > reject > tempfail > quarantine > accept > continue.
  * ACCEPT_ALL merges as ACCEPT's equal but is kept distinct for the engine. */
-typedef enum {
+typedef enum
+{
   RULES_VERDICT_CONTINUE,
   RULES_VERDICT_ACCEPT,
   RULES_VERDICT_ACCEPT_ALL,
@@ -81,7 +83,8 @@ int rules_verdict_severity (RulesVerdict verdict);
 #define RULES_ERROR (rules_error_quark ())
 GQuark rules_error_quark (void);
 
-typedef enum {
+typedef enum
+{
   RULES_ERROR_IO,      /* a file (rule file, include, list) could not be read */
   RULES_ERROR_SYNTAX,  /* lexer or parser */
   RULES_ERROR_UNKNOWN, /* unknown name: variable, list, connector, quarantine, function */
@@ -92,20 +95,22 @@ typedef enum {
 
 /* ---- values --------------------------------------------------------------- */
 
-typedef enum {
-  RULES_TYPE_NONE,   /* missing: reads as "" / 0 / false */
+typedef enum
+{
+  RULES_TYPE_NONE, /* missing: reads as "" / 0 / false */
   RULES_TYPE_BOOL,
-  RULES_TYPE_INT,    /* also sizes (bytes) and durations (seconds) */
-  RULES_TYPE_FLOAT,  /* connector scores */
+  RULES_TYPE_INT,   /* also sizes (bytes) and durations (seconds) */
+  RULES_TYPE_FLOAT, /* connector scores */
   RULES_TYPE_STRING,
-  RULES_TYPE_IP,     /* an address; RulesIp.prefix is 32 or 128 */
-  RULES_TYPE_CIDR,   /* a network */
+  RULES_TYPE_IP,   /* an address; RulesIp.prefix is 32 or 128 */
+  RULES_TYPE_CIDR, /* a network */
   RULES_TYPE_REGEX,
-  RULES_TYPE_STRV,   /* a list of strings supplied by the host (rcpts, headers("X")) */
-  RULES_TYPE_LIST,   /* a compiled list (named or literal) */
+  RULES_TYPE_STRV, /* a list of strings supplied by the host (rcpts, headers("X")) */
+  RULES_TYPE_LIST, /* a compiled list (named or literal) */
 } RulesType;
 
-typedef struct {
+typedef struct
+{
   guint8 family; /* 4 or 6 */
   guint8 prefix; /* network prefix length; full length for an address */
   guint8 addr[16];
@@ -120,20 +125,24 @@ typedef struct _RulesRegex RulesRegex;
  * were allocated with rules_run_scratch_strdup()).  Strings need not be
  * NUL-terminated; len is authoritative.  `ci` marks strings compared
  * case-insensitively (addresses, domains, header names). */
-typedef struct {
+typedef struct
+{
   RulesType type;
   gboolean ci;
-  union {
+  union
+  {
     gboolean b;
     gint64 i;
     double f;
-    struct {
+    struct
+    {
       const char *ptr;
       gsize len;
     } s;
     RulesIp ip;
     const RulesRegex *re;
-    struct {
+    struct
+    {
       const char *const *v;
       gsize n;
     } strv;
@@ -158,38 +167,39 @@ const char *rules_ip_to_string (const RulesIp *ip, char *buf);
  * RULES.md is enforced by the checker: reading a value before its stage is a
  * load error.  Values marked (arg) take one string argument, passed to
  * RulesHostVTable.get as `arg`. */
-typedef enum {
+typedef enum
+{
   RULES_VAR_NONE,
   /* connect */
-  RULES_VAR_CLIENT_IP,          /* IP */
-  RULES_VAR_CLIENT_PORT,        /* INT */
-  RULES_VAR_CLIENT_PTR,         /* STRING ci */
-  RULES_VAR_SERVER_IP,          /* IP */
-  RULES_VAR_SERVER_PORT,        /* INT */
-  RULES_VAR_SERVER_NAME,        /* STRING ci */
-  RULES_VAR_SESSION_ID,         /* STRING */
-  RULES_VAR_NOW,                /* INT, seconds since the epoch (host clock) */
+  RULES_VAR_CLIENT_IP,   /* IP */
+  RULES_VAR_CLIENT_PORT, /* INT */
+  RULES_VAR_CLIENT_PTR,  /* STRING ci */
+  RULES_VAR_SERVER_IP,   /* IP */
+  RULES_VAR_SERVER_PORT, /* INT */
+  RULES_VAR_SERVER_NAME, /* STRING ci */
+  RULES_VAR_SESSION_ID,  /* STRING */
+  RULES_VAR_NOW,         /* INT, seconds since the epoch (host clock) */
   /* helo */
-  RULES_VAR_HELO_NAME,          /* STRING ci */
-  RULES_VAR_TLS_ACTIVE,         /* BOOL */
-  RULES_VAR_TLS_VERSION,        /* STRING */
-  RULES_VAR_TLS_CIPHER,         /* STRING */
-  RULES_VAR_TLS_PEER_SUBJECT,   /* STRING */
+  RULES_VAR_HELO_NAME,        /* STRING ci */
+  RULES_VAR_TLS_ACTIVE,       /* BOOL */
+  RULES_VAR_TLS_VERSION,      /* STRING */
+  RULES_VAR_TLS_CIPHER,       /* STRING */
+  RULES_VAR_TLS_PEER_SUBJECT, /* STRING */
   /* auth */
   RULES_VAR_CLIENT_AUTHENTICATED, /* BOOL */
-  RULES_VAR_AUTH_USER,          /* STRING */
-  RULES_VAR_AUTH_MECHANISM,     /* STRING ci */
+  RULES_VAR_AUTH_USER,            /* STRING */
+  RULES_VAR_AUTH_MECHANISM,       /* STRING ci */
   /* mail */
-  RULES_VAR_MAIL_FROM,          /* STRING ci; "" for <> */
-  RULES_VAR_MAIL_FROM_LOCAL,    /* STRING ci */
-  RULES_VAR_MAIL_FROM_DOMAIN,   /* STRING ci */
-  RULES_VAR_MAIL_PARAM,         /* (arg) STRING: ESMTP parameter of MAIL FROM */
+  RULES_VAR_MAIL_FROM,        /* STRING ci; "" for <> */
+  RULES_VAR_MAIL_FROM_LOCAL,  /* STRING ci */
+  RULES_VAR_MAIL_FROM_DOMAIN, /* STRING ci */
+  RULES_VAR_MAIL_PARAM,       /* (arg) STRING: ESMTP parameter of MAIL FROM */
   /* rcpt */
-  RULES_VAR_RCPT_TO,            /* STRING ci */
-  RULES_VAR_RCPT_LOCAL,         /* STRING ci */
-  RULES_VAR_RCPT_DOMAIN,        /* STRING ci */
-  RULES_VAR_RCPT_COUNT,         /* INT: recipients accepted so far */
-  RULES_VAR_RCPTS,              /* STRV ci: the accepted recipients */
+  RULES_VAR_RCPT_TO,     /* STRING ci */
+  RULES_VAR_RCPT_LOCAL,  /* STRING ci */
+  RULES_VAR_RCPT_DOMAIN, /* STRING ci */
+  RULES_VAR_RCPT_COUNT,  /* INT: recipients accepted so far */
+  RULES_VAR_RCPTS,       /* STRV ci: the accepted recipients */
   /* data */
   RULES_VAR_HEADER,             /* (arg) STRING: first value of that header */
   RULES_VAR_HEADERS,            /* (arg) STRV: every value of that header */
@@ -205,23 +215,25 @@ typedef enum {
   RULES_VAR_MIME_ATTACHMENTS,   /* STRV: file names */
   RULES_VAR_MIME_CONTENT_TYPES, /* STRV ci */
   /* postq, delivery */
-  RULES_VAR_QUEUE_ID,           /* STRING */
-  RULES_VAR_DELIVERY_ATTEMPTS,  /* INT */
+  RULES_VAR_QUEUE_ID,          /* STRING */
+  RULES_VAR_DELIVERY_ATTEMPTS, /* INT */
   /* any stage */
-  RULES_VAR_MACRO,              /* (arg) STRING: milter macro, "{name}" or "i" */
-  RULES_VAR_CONNECTOR,          /* CONNECTOR.field[(arg)]: see RulesRef */
+  RULES_VAR_MACRO,     /* (arg) STRING: milter macro, "{name}" or "i" */
+  RULES_VAR_CONNECTOR, /* CONNECTOR.field[(arg)]: see RulesRef */
   RULES_N_VARS
 } RulesVar;
 
 /* What RulesHostVTable.get is asked for.  For RULES_VAR_CONNECTOR, connector
  * and field name it (field "json" takes an arg: NAME.json("a.b")). */
-typedef struct {
+typedef struct
+{
   RulesVar var;
   const char *connector; /* RULES_VAR_CONNECTOR only */
   const char *field;     /* RULES_VAR_CONNECTOR only */
 } RulesRef;
 
-typedef enum {
+typedef enum
+{
   RULES_QUERY_DNSBL,    /* name = reversed ip + "." + zone; answer BOOL (listed) */
   RULES_QUERY_RESOLVES, /* name = a host name; answer BOOL (has an A/AAAA record) */
 } RulesQuery;
@@ -229,34 +241,37 @@ typedef enum {
 /* Non-terminal actions, handed to the host with their arguments evaluated.
  * Header names were validated at load; values are whatever the expression
  * gave: the host validates them (no CR/LF/NUL) before applying them. */
-typedef enum {
-  RULES_EFFECT_ADD_HEADER,    /* name, value */
-  RULES_EFFECT_INSERT_HEADER, /* name, value: at the top */
-  RULES_EFFECT_SET_HEADER,    /* name, value: replace every instance or add */
-  RULES_EFFECT_REMOVE_HEADER, /* name */
-  RULES_EFFECT_SET_SENDER,    /* value */
-  RULES_EFFECT_ADD_RCPT,      /* value */
-  RULES_EFFECT_REMOVE_RCPT,   /* value */
-  RULES_EFFECT_REPLACE_BODY,  /* value */
-  RULES_EFFECT_LOG,           /* value, level */
-  RULES_EFFECT_EXPORT_JSON,   /* name = export name */
-  RULES_EFFECT_EXPORT_RAW,    /* name = export name */
+typedef enum
+{
+  RULES_EFFECT_ADD_HEADER,      /* name, value */
+  RULES_EFFECT_INSERT_HEADER,   /* name, value: at the top */
+  RULES_EFFECT_SET_HEADER,      /* name, value: replace every instance or add */
+  RULES_EFFECT_REMOVE_HEADER,   /* name */
+  RULES_EFFECT_SET_SENDER,      /* value */
+  RULES_EFFECT_ADD_RCPT,        /* value */
+  RULES_EFFECT_REMOVE_RCPT,     /* value */
+  RULES_EFFECT_REPLACE_BODY,    /* value */
+  RULES_EFFECT_LOG,             /* value, level */
+  RULES_EFFECT_EXPORT_JSON,     /* name = export name */
+  RULES_EFFECT_EXPORT_RAW,      /* name = export name */
   RULES_EFFECT_DELIVER_MAILDIR, /* name = path template, resolved against the rule file's dir */
-  RULES_EFFECT_DELIVER_MBOX,  /* name = path template, resolved likewise */
-  RULES_EFFECT_DELIVER_RELAY, /* name = "[host]:port" */
+  RULES_EFFECT_DELIVER_MBOX,    /* name = path template, resolved likewise */
+  RULES_EFFECT_DELIVER_RELAY,   /* name = "[host]:port" */
   RULES_EFFECT_DELIVER_MX,
 } RulesEffectKind;
 
-typedef struct {
+typedef struct
+{
   RulesEffectKind kind;
-  const char *rule;       /* name of the rule */
-  const char *name;       /* header name, export name, path, relay; or NULL */
-  const char *value;      /* evaluated expression (NUL-terminated); or NULL */
+  const char *rule;  /* name of the rule */
+  const char *name;  /* header name, export name, path, relay; or NULL */
+  const char *value; /* evaluated expression (NUL-terminated); or NULL */
   gsize value_len;
-  GLogLevelFlags level;   /* RULES_EFFECT_LOG */
+  GLogLevelFlags level; /* RULES_EFFECT_LOG */
 } RulesEffect;
 
-typedef struct {
+typedef struct
+{
   /* Fill *out with the value `ref` names (arg: the evaluated argument of a
    * function-like value, else NULL).  Leave *out untouched (NONE) when the
    * value is missing. */
@@ -273,7 +288,8 @@ typedef struct {
 
 /* ---- loading -------------------------------------------------------------- */
 
-typedef struct {
+typedef struct
+{
   const char *name;
   RulesType type;     /* RULES_TYPE_NONE: any type (no checking) */
   gboolean takes_arg; /* NAME.field("arg"), e.g. http.json("a.b") */
@@ -283,14 +299,16 @@ typedef struct {
  * this, and NAME.field against its fields plus the common ones every
  * connector has (verdict, code, text, error, elapsed).  A NULL `fields` with
  * `any_field` TRUE accepts any field name (test connectors). */
-typedef struct {
+typedef struct
+{
   const char *name;
   const RulesFieldDecl *fields;
   gsize n_fields;
   gboolean any_field;
 } RulesConnectorDecl;
 
-typedef struct {
+typedef struct
+{
   const RulesConnectorDecl *connectors;
   gsize n_connectors;
   /* Quarantine and export names the configuration defines; NULL-terminated.
@@ -339,13 +357,15 @@ void rules_state_free (RulesState *state);
 const RulesValue *rules_state_get (const RulesState *state, const char *name);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RulesState, rules_state_free)
 
-typedef enum {
+typedef enum
+{
   RULES_STEP_DONE,
   RULES_STEP_CALL,
   RULES_STEP_WAIT,
 } RulesStepStatus;
 
-typedef struct {
+typedef struct
+{
   RulesStepStatus status;
   /* RULES_STEP_DONE */
   RulesVerdict verdict;
@@ -357,7 +377,7 @@ typedef struct {
   /* RULES_STEP_CALL: connectors to run concurrently (owned by the program) */
   const char *const *calls;
   gsize n_calls;
-  const char *call_rule;  /* the rule holding the `call` */
+  const char *call_rule; /* the rule holding the `call` */
 } RulesStep;
 
 typedef struct _RulesRun RulesRun;

@@ -49,7 +49,7 @@ vps_daemon_new (const char *program, const char *config_path)
   daemon->config_path = g_strdup (config_path);
   g_mutex_init (&daemon->lock);
   daemon->main_loop = g_main_loop_new (NULL, FALSE);
-  daemon->listeners = g_ptr_array_new_with_free_func ((GDestroyNotify) vps_listener_free);
+  daemon->listeners = g_ptr_array_new_with_free_func ((GDestroyNotify)vps_listener_free);
   return daemon;
 }
 

@@ -23,14 +23,16 @@
 
 #include "vps/log.h"
 
-G_DEFINE_QUARK (vps-listen-error-quark, vps_listen_error)
+G_DEFINE_QUARK (vps - listen - error - quark, vps_listen_error)
 
-typedef struct {
+typedef struct
+{
   int fd;
   GSource *source;
 } ListenSlot;
 
-struct _VpsListener {
+struct _VpsListener
+{
   char *name;
   char *address; /* with the real port */
   char *unix_path;
@@ -56,7 +58,7 @@ vps_listen_parse_address (const char *address, char **host, guint16 *port, char 
   if (g_str_has_prefix (address, "unix:"))
     {
       rest = address + strlen ("unix:");
-      if (*rest == '\0' || strlen (rest) >= sizeof (((struct sockaddr_un *) 0)->sun_path))
+      if (*rest == '\0' || strlen (rest) >= sizeof (((struct sockaddr_un *)0)->sun_path))
         {
           g_set_error (error, VPS_LISTEN_ERROR, VPS_LISTEN_ERROR_ADDRESS,
                        "%s: unix socket path empty or too long", address);
@@ -91,7 +93,7 @@ vps_listen_parse_address (const char *address, char **host, guint16 *port, char 
       p = g_ascii_strtoull (colon + 1, &end, 10);
       if (colon[1] == '\0' || *end != '\0' || p > 65535)
         goto bad;
-      *port = (guint16) p;
+      *port = (guint16)p;
       return TRUE;
     }
 bad:
@@ -138,8 +140,8 @@ on_acceptable (gint fd, GIOCondition condition, gpointer data)
           if (errno == EINTR || errno == ECONNABORTED)
             continue;
           if (errno != EAGAIN && errno != EWOULDBLOCK)
-            vps_log_once ("listen-accept", 60, G_LOG_LEVEL_WARNING, NULL, "%s: accept: %s",
-                          l->name, g_strerror (errno));
+            vps_log_once ("listen-accept", 60, G_LOG_LEVEL_WARNING, NULL, "%s: accept: %s", l->name,
+                          g_strerror (errno));
           break;
         }
       socket = g_socket_new_from_fd (cfd, &error);
@@ -157,8 +159,7 @@ on_acceptable (gint fd, GIOCondition condition, gpointer data)
 }
 
 static int
-bind_inet (const char *host, guint16 port, gboolean reuseport, guint16 *bound_port,
-           GError **error)
+bind_inet (const char *host, guint16 port, gboolean reuseport, guint16 *bound_port, GError **error)
 {
   struct addrinfo hints = { 0 }, *res = NULL;
   char portbuf[8];
@@ -188,9 +189,9 @@ bind_inet (const char *host, guint16 port, gboolean reuseport, guint16 *bound_po
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
 
-    if (getsockname (fd, (struct sockaddr *) &ss, &sl) == 0)
-      *bound_port = ntohs (ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
-                                                    : ((struct sockaddr_in *) &ss)->sin_port);
+    if (getsockname (fd, (struct sockaddr *)&ss, &sl) == 0)
+      *bound_port = ntohs (ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                    : ((struct sockaddr_in *)&ss)->sin_port);
   }
   freeaddrinfo (res);
   return fd;
@@ -218,19 +219,19 @@ bind_unix (const char *path, GError **error)
   /* A socket file left by a dead process is removed; one that still
    * answers belongs to a running daemon and must not be stolen. */
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0 && connect (fd, (struct sockaddr *) &sun, sizeof sun) == 0)
+  if (fd >= 0 && connect (fd, (struct sockaddr *)&sun, sizeof sun) == 0)
     {
       close (fd);
-      g_set_error (error, VPS_LISTEN_ERROR, VPS_LISTEN_ERROR_BIND,
-                   "%s: in use by another process", path);
+      g_set_error (error, VPS_LISTEN_ERROR, VPS_LISTEN_ERROR_BIND, "%s: in use by another process",
+                   path);
       return -1;
     }
   if (fd >= 0)
     close (fd);
   unlink (path);
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0 || bind (fd, (struct sockaddr *) &sun, sizeof sun) < 0
-      || chmod (path, 0660) < 0 || listen (fd, VPS_LISTEN_BACKLOG) < 0)
+  if (fd < 0 || bind (fd, (struct sockaddr *)&sun, sizeof sun) < 0 || chmod (path, 0660) < 0
+      || listen (fd, VPS_LISTEN_BACKLOG) < 0)
     {
       int saved = errno;
 
@@ -244,8 +245,8 @@ bind_unix (const char *path, GError **error)
 }
 
 VpsListener *
-vps_listener_new (const char *name, const char *address, GMainContext **contexts,
-                  guint n_contexts, VpsAcceptFunc func, gpointer user_data, GError **error)
+vps_listener_new (const char *name, const char *address, GMainContext **contexts, guint n_contexts,
+                  VpsAcceptFunc func, gpointer user_data, GError **error)
 {
   g_autofree char *host = NULL;
   g_autofree char *path = NULL;
@@ -298,7 +299,7 @@ vps_listener_new (const char *name, const char *address, GMainContext **contexts
         }
       l->port = bound;
       l->address = strchr (host, ':') ? g_strdup_printf ("inet:[%s]:%u", host, bound)
-                                       : g_strdup_printf ("inet:%s:%u", host, bound);
+                                      : g_strdup_printf ("inet:%s:%u", host, bound);
     }
 
   for (guint i = 0; i < l->n_slots; i++)

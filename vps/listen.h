@@ -26,7 +26,8 @@ G_BEGIN_DECLS
 #define VPS_LISTEN_ERROR (vps_listen_error_quark ())
 GQuark vps_listen_error_quark (void);
 
-typedef enum {
+typedef enum
+{
   VPS_LISTEN_ERROR_ADDRESS, /* not inet:HOST:PORT or unix:/path */
   VPS_LISTEN_ERROR_BIND,    /* socket, bind or listen failed */
 } VpsListenError;

@@ -446,9 +446,8 @@ test_deliver_kinds (void)
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autoptr (FakeHost) h = standard_host ();
-      g_autofree char *text
-          = g_strdup_printf ("delivery {\n  rule \"d\" => %s\n  rule \"after\" => log \"x\"\n}\n",
-                             cases[i].action);
+      g_autofree char *text = g_strdup_printf (
+          "delivery {\n  rule \"d\" => %s\n  rule \"after\" => log \"x\"\n}\n", cases[i].action);
       g_autoptr (RulesProgram) p = load_or_fail (text);
       g_autoptr (RulesState) st = rules_state_new (p);
       RulesStep step = fake_run_stage (p, st, RULES_STAGE_DELIVERY, h, TRUE, NULL, NULL);

@@ -95,7 +95,8 @@ static const BadCase bad[] = {
     "b.vsl:1:37: expected reply text string after reject code, got '}'" },
   { "mail { rule \"a\" => reject 550 5.7.1000 \"x\" }", RULES_ERROR_INVALID,
     "b.vsl:1:20: invalid enhanced status code 5.7.1000" },
-  { "mail { rule \"a\" => reject 550 \"x\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx"
+  { "mail { rule \"a\" => reject 550 "
+    "\"x\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx"
     "\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\\nx\" }",
     RULES_ERROR_INVALID, "b.vsl:1:20: invalid reply text: reply has more than 32 lines" },
   { "mail { rule \"a\" => call }", RULES_ERROR_SYNTAX,
