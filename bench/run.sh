@@ -12,6 +12,12 @@
 #   milter  Postfix alone / + trivial libmilter (all steps, DATA+EOM only),
 #           1, 10, 50 sessions (bench/milter/bench_milter.py; BENCH_MILTER_*).
 #
+#   policy  vpsd as a policy service alone (bench/policy/policy-load at 1
+#           and 64 connections, 20 rules, vs a trivial DUNNO server), then
+#           Postfix + vpsd vs Postfix + trivial policy server end to end
+#           (bench/policy/bench_policy.py; BENCH_POLICY_*).
+#           Goals: >= 30,000 req/s at 64 connections; >= 0.95x.
+#
 # Benchmarks of later issues (policy, grpc, mta, connectors, state)
 # are listed as not available until their front ends exist.
 set -eu
@@ -59,15 +65,27 @@ bench_milter() {
 	/usr/bin/python3 "$here/milter/rss_sessions.py" "$build" "${BENCH_MILTER_RSS_SESSIONS:-500}"
 }
 
+# vpsd as a Postfix policy service: alone with a load generator, and
+# behind Postfix against a trivial policy server (bench/policy/).
+bench_policy() {
+	if [ ! -x "$build/bench/policy/policy-load" ]; then
+		echo "bench-policy: $build/bench/policy/policy-load is missing (build first)" >&2
+		return 1
+	fi
+	/usr/bin/python3 "$here/policy/bench_policy.py" "$build"
+}
+
 case "$which" in
 rules) bench_rules ;;
 milter) bench_milter ;;
+policy) bench_policy ;;
 all) bench_rules
      bench_milter
-     for b in policy grpc milter-chain connectors mta state; do
+     bench_policy
+     for b in grpc milter-chain connectors mta state; do
 	     echo "== bench-$b: not available yet (its front end or connector has not landed)"
      done ;;
-policy|grpc|milter-chain|connectors|mta|state)
+grpc|milter-chain|connectors|mta|state)
 	echo "bench-$which: not available yet (its front end or connector has not landed)"; exit 1 ;;
 *) echo "bench: unknown benchmark '$which'" >&2; exit 2 ;;
 esac

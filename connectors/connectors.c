@@ -5,6 +5,7 @@
  */
 #include "connectors/connectors.h"
 
+#include "connectors/policy/conn-policy.h"
 #include "connectors/test/conn-test.h"
 #include "vps/connector.h"
 
@@ -13,6 +14,7 @@ vps_connectors_register_all (void)
 {
   static const VpsConnectorClass *const classes[] = {
     &conn_test_class,
+    &conn_policy_class,
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (classes); i++)

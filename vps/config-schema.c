@@ -23,6 +23,7 @@
 static const char *const log_targets[] = { "stderr", "syslog", "journal", NULL };
 static const char *const log_levels[] = { "debug", "info", "notice", "warning", "error", NULL };
 static const char *const no_opinions[] = { "accept", "dunno", NULL };
+static const char *const accept_actions[] = { "ok", "dunno", NULL };
 static const char *const on_errors[]
     = { "continue", "accept", "reject", "tempfail", "discard", "quarantine", NULL };
 
@@ -65,7 +66,13 @@ static const VpsConfigKeyDef schema[] = {
   { "policy", "timeout", VPS_CFG_DURATION, "300s", 1, DAY, NULL,
     "idle time before a policy connection is closed" },
   { "policy", "no_opinion", VPS_CFG_ENUM, "dunno", 0, 0, no_opinions,
-    "action sent when the rules decide nothing" },
+    "action sent when the rules decide nothing (continue): DUNNO, or OK with accept" },
+  { "policy", "accept_action", VPS_CFG_ENUM, "ok", 0, 0, accept_actions,
+    "action sent for an accept verdict: OK, or DUNNO to leave the decision to Postfix" },
+  { "policy", "request_timeout", VPS_CFG_DURATION, "60s", 1, DAY, NULL,
+    "time vpsd may spend answering one request; then 4xx (below Postfix's 100s)" },
+  { "policy", "max_sessions", VPS_CFG_INT, "1000", 0, 1000000, NULL,
+    "concurrent policy connections, 0 = unlimited" },
 
   { "grpc", "listen", VPS_CFG_HOSTPORT, "127.0.0.1:10032", 0, 0, NULL, "gRPC listener HOST:PORT" },
   { "grpc", "tls_cert", VPS_CFG_PATH, NULL, 0, 0, NULL, "server certificate (PEM); TLS when set" },
@@ -76,6 +83,12 @@ static const VpsConfigKeyDef schema[] = {
     "listener of the admin service (reload, stats, quarantine); off when unset" },
   { "grpc", "max_message_size", VPS_CFG_SIZE, "50M", KIB, 2 * GIB, NULL,
     "largest gRPC request accepted" },
+  { "grpc", "admin_mtls", VPS_CFG_BOOL, "false", 0, 0, NULL,
+    "also serve Admin on listen to clients with a certificate tls_client_ca verified" },
+  { "grpc", "max_sessions", VPS_CFG_INT, "10000", 0, 10000000, NULL,
+    "live Check sessions, 0 = unlimited" },
+  { "grpc", "session_timeout", VPS_CFG_DURATION, "300s", 1, DAY, NULL,
+    "a Check session idle this long is forgotten" },
 
   { "tls", "cert", VPS_CFG_PATH, NULL, 0, 0, NULL, "default certificate (PEM)" },
   { "tls", "key", VPS_CFG_PATH, NULL, 0, 0, NULL, "private key of cert (PEM)" },

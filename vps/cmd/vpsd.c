@@ -9,8 +9,8 @@
  * there (exit 0).  Otherwise it runs in the foreground: SIGHUP reloads (a
  * bad new rule file is refused and logged, the old one stays), SIGTERM and
  * SIGINT stop accepting and drain.  The front ends attach to the worker
- * threads: the milter server when [milter] listen is set (policy and gRPC
- * as their issues land).
+ * threads: the milter server when [milter] listen is set, the policy
+ * server when [policy] listen is set (gRPC as its issue lands).
  */
 #include <locale.h>
 #include <stdio.h>
@@ -18,8 +18,10 @@
 
 #include "connectors/connectors.h"
 #include "vps/daemon.h"
+#include "vps/grpc-server.h"
 #include "vps/log.h"
 #include "vps/milter-server.h"
+#include "vps/policy-server.h"
 
 int
 main (int argc, char **argv)
@@ -31,6 +33,8 @@ main (int argc, char **argv)
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (VpsDaemon) daemon = NULL;
   g_autoptr (VpsMilterServer) milter = NULL;
+  g_autoptr (VpsPolicyServer) policy = NULL;
+  g_autoptr (VpsGrpcServer) grpc = NULL;
   g_autoptr (VpsConfig) cfg = NULL;
   int rc;
   GOptionEntry entries[] = {
@@ -85,8 +89,32 @@ main (int argc, char **argv)
           return 1;
         }
     }
+  if (vps_config_has_key (cfg, "policy", "listen"))
+    {
+      policy = vps_policy_server_new (daemon);
+      if (!vps_policy_server_start (policy, vps_config_get_string (cfg, "policy", "listen"),
+                                    &error))
+        {
+          vps_log (G_LOG_LEVEL_CRITICAL, NULL, "policy: %s", error->message);
+          fprintf (stderr, "vpsd: policy: %s\n", error->message);
+          return 1;
+        }
+    }
+  /* gRPC: [grpc] listen and/or admin_listen (vps/grpc-server.h) */
+  if (vps_config_has_key (cfg, "grpc", "listen") || vps_config_has_key (cfg, "grpc", "admin_listen"))
+    {
+      grpc = vps_grpc_server_new (daemon);
+      if (!vps_grpc_server_start (grpc, &error))
+        {
+          vps_log (G_LOG_LEVEL_CRITICAL, NULL, "grpc: %s", error->message);
+          fprintf (stderr, "vpsd: grpc: %s\n", error->message);
+          return 1;
+        }
+    }
   rc = vps_daemon_run (daemon);
   /* the workers are stopped: no connection runs any more */
+  g_clear_pointer (&grpc, vps_grpc_server_free);
   g_clear_pointer (&milter, vps_milter_server_free);
+  g_clear_pointer (&policy, vps_policy_server_free);
   return rc;
 }
