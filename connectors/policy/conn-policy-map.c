@@ -283,10 +283,11 @@ conn_policy_result_from_action (const PolicyAction *a, VpsTxn *txn, RulesStage s
   switch (a->kind)
     {
       case POLICY_ACTION_PREPEND:
-        /* XXX: Postfix puts a PREPENDed header on top; add_header (end of
-         * the header block) is what the front ends map back to PREPEND */
+        /* Postfix puts a PREPENDed header on top (Received-SPF belongs
+         * there): an insert at index 0, which the front ends map back to
+         * PREPEND or SMFIR_INSHEADER 0. */
         {
-          VpsModification *m = vps_modification_new (VPS_MOD_ADD_HEADER, a->header_name,
+          VpsModification *m = vps_modification_new (VPS_MOD_INSERT_HEADER, a->header_name,
                                                      a->header_value, 0, &local);
           if (m == NULL)
             {

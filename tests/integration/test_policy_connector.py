@@ -249,7 +249,7 @@ def test_every_action_kind():
         ("HOLD Suspicious", "quarantine", None, None, "Suspicious", "HOLD", []),
         ("DISCARD Silently", "discard", None, None, "Silently", "DISCARD", []),
         ("PREPEND X-Policy: checked", "continue", None, None, "X-Policy: checked", "PREPEND",
-         [("add_header", "X-Policy", "checked")]),
+         [("insert_header", "X-Policy", "checked")]),
         ("BCC archive@example.net", "continue", None, None, "archive@example.net", "BCC",
          [("add_rcpt", None, "archive@example.net")]),
         ("REDIRECT other@example.net", "continue", None, None, "other@example.net", "REDIRECT",
@@ -606,7 +606,7 @@ def test_postgrey_greylists_then_accepts():
     (r,) = results(report, "rcpt", "postgrey")
     assert s["verdict"] == "continue" and not r["error"], (s, r)
     assert r["fields"]["action"] == "PREPEND", r
-    hdrs = [m for m in report["modifications"] if m["op"] == "add_header"]
+    hdrs = [m for m in report["modifications"] if m["op"] == "insert_header"]
     assert hdrs and hdrs[0]["name"] == "X-Greylist" and "postgrey" in hdrs[0]["value"], \
         report["modifications"]
     assert report["verdict"] == "accept", report["verdict"]
@@ -677,7 +677,7 @@ def test_policyd_spf_with_local_dns():
                            "--client-ip", "192.0.2.10", "--helo", "mx.pass.test")
     (r,) = results(report, "rcpt", "spf")
     assert not r["error"] and r["fields"]["action"] == "PREPEND", r
-    hdrs = [m for m in report["modifications"] if m["op"] == "add_header"]
+    hdrs = [m for m in report["modifications"] if m["op"] == "insert_header"]
     assert hdrs and hdrs[0]["name"] == "Received-SPF" and hdrs[0]["value"].startswith("Pass"), \
         report["modifications"]
     assert report["verdict"] == "accept"
@@ -721,7 +721,7 @@ rcpt { rule "r" => call upstream }
     s = stage(report, "rcpt", "later@example.org")
     assert (s["verdict"], s["code"], s["enhanced"], s["text"]) == \
         ("tempfail", 451, "4.7.1", "Later upstream"), s
-    hdrs = [m for m in report["modifications"] if m["op"] == "add_header"]
+    hdrs = [m for m in report["modifications"] if m["op"] == "insert_header"]
     assert ("X-Upstream", "checked") in [(m["name"], m["value"]) for m in hdrs], report
     report, _ = vpsctl_run(d1, "--from", "spammer@example.com", "--rcpt", "bob@example.org")
     s = stage(report, "mail")
