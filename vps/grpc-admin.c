@@ -153,8 +153,8 @@ open_store (VpsGrpcReq *req)
 {
   g_autoptr (VpsConfig) cfg = vps_daemon_get_config (req->server->daemon);
   g_autoptr (GError) error = NULL;
-  VpsQuarantine *q = vps_quarantine_open (vps_config_get_path_value (cfg, "quarantine", "dir"),
-                                          &error);
+  VpsQuarantine *q
+      = vps_quarantine_open (vps_config_get_path_value (cfg, "quarantine", "dir"), &error);
 
   if (q == NULL)
     fail_quarantine (req, error);

@@ -174,8 +174,8 @@ vps_grpc_stage_result_to_pb (VpsGrpcArena *arena, VpsStageResult *r, Vps__V1__St
   if (r->results != NULL && r->results->len > 0)
     {
       out->n_connector_results = r->results->len;
-      out->connector_results = vps_grpc_arena_alloc (
-          arena, sizeof (*out->connector_results) * r->results->len);
+      out->connector_results
+          = vps_grpc_arena_alloc (arena, sizeof (*out->connector_results) * r->results->len);
       for (guint i = 0; i < r->results->len; i++)
         out->connector_results[i]
             = connector_result_to_pb (arena, g_ptr_array_index (r->results, i));

@@ -102,23 +102,10 @@ struct _VpsGrpcCall
 };
 
 static const char *const status_names[] = {
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
+  "OK",        "CANCELLED",       "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+  "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+  "ABORTED",   "OUT_OF_RANGE",    "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+  "DATA_LOSS", "UNAUTHENTICATED",
 };
 
 const char *
@@ -283,8 +270,7 @@ vps_grpc_call_send (VpsGrpcCall *call, GBytes *message)
 }
 
 void
-vps_grpc_call_finish (VpsGrpcCall *call, GBytes *message, VpsGrpcStatus status,
-                      const char *details)
+vps_grpc_call_finish (VpsGrpcCall *call, GBytes *message, VpsGrpcStatus status, const char *details)
 {
   grpc_op ops[3];
   size_t n = 0;
@@ -352,10 +338,10 @@ call_arrived (VpsGrpcCore *core, Slot *slot)
   call->call = slot->call;
   call->start = g_get_monotonic_time ();
   /* an over-long method is no method of ours: it stays "" → UNIMPLEMENTED */
-  call->method = method_len <= VPS_GRPC_MAX_METHOD
-                     ? g_strndup ((const char *)GRPC_SLICE_START_PTR (slot->details.method),
-                                  method_len)
-                     : g_strdup ("");
+  call->method
+      = method_len <= VPS_GRPC_MAX_METHOD
+            ? g_strndup ((const char *)GRPC_SLICE_START_PTR (slot->details.method), method_len)
+            : g_strdup ("");
   call->deadline = deadline_to_monotonic (slot->details.deadline);
   peer = grpc_call_get_peer (slot->call);
   call->peer = g_strndup (peer ? peer : "", VPS_GRPC_MAX_PEER);
@@ -508,9 +494,11 @@ vps_grpc_core_new (const char *name, guint64 max_message, guint slots, VpsGrpcHa
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   args[1].value.integer = max;
+  /* replies are ours (a quarantined message may be as large as the
+   * largest request plus its envelope): not limited */
   args[2].type = GRPC_ARG_INTEGER;
   args[2].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[2].value.integer = max;
+  args[2].value.integer = -1;
   core->server = grpc_server_create (&channel_args, NULL);
   core->cq = grpc_completion_queue_create_for_next (NULL);
   grpc_server_register_completion_queue (core->server, core->cq, NULL);
@@ -554,7 +542,8 @@ vps_grpc_core_add_port (VpsGrpcCore *core, const char *hostport, const VpsGrpcTl
 
       if (key == NULL)
         return FALSE;
-      if (tls->client_ca != NULL && (ca = read_pem ("tls_client_ca", tls->client_ca, error)) == NULL)
+      if (tls->client_ca != NULL
+          && (ca = read_pem ("tls_client_ca", tls->client_ca, error)) == NULL)
         return FALSE;
       pair.private_key = key;
       pair.cert_chain = cert;

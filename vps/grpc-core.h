@@ -59,9 +59,9 @@ typedef enum
 } VpsGrpcStatus;
 
 /* Limits on what a peer hands us besides the message itself. */
-#define VPS_GRPC_MAX_METHOD 256    /* longer method paths are UNIMPLEMENTED */
-#define VPS_GRPC_MAX_PEER 256      /* peer description kept for logs */
-#define VPS_GRPC_DEFAULT_SLOTS 64  /* request_call operations kept posted */
+#define VPS_GRPC_MAX_METHOD 256   /* longer method paths are UNIMPLEMENTED */
+#define VPS_GRPC_MAX_PEER 256     /* peer description kept for logs */
+#define VPS_GRPC_DEFAULT_SLOTS 64 /* request_call operations kept posted */
 #define VPS_GRPC_MAX_SLOTS 4096
 #define VPS_GRPC_MAX_TLS_FILE (1024 * 1024) /* PEM files larger than this are refused */
 
@@ -82,7 +82,7 @@ typedef struct
   const char *client_ca; /* or NULL */
 } VpsGrpcTlsFiles;
 
-/* max_message: largest message received (and sent); slots: request_call
+/* max_message: largest message received; slots: request_call
  * operations kept posted (0 = VPS_GRPC_DEFAULT_SLOTS). */
 VpsGrpcCore *vps_grpc_core_new (const char *name, guint64 max_message, guint slots,
                                 VpsGrpcHandler handler, gpointer user_data);

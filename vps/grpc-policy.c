@@ -480,6 +480,14 @@ check_done (GObject *source, GAsyncResult *res, gpointer data)
   VpsGrpcArena arena;
 
   release_session (req->server, st);
+  /* past the deadline the client gave up: a connector cancelled at the
+   * deadline may have produced its on_error verdict, which nobody reads */
+  if (r != NULL && vps_grpc_req_deadline_passed (req))
+    {
+      vps_grpc_req_fail (req, VPS_GRPC_STATUS_DEADLINE_EXCEEDED, "stage %s: deadline passed",
+                         rules_stage_name (st->stage));
+      return;
+    }
   if (r == NULL)
     {
       if (vps_grpc_req_deadline_passed (req))
@@ -582,8 +590,8 @@ vps_grpc_policy_check (VpsGrpcReq *req)
       release_session (req->server, st);
       return;
     }
-  vps_engine_run_stage_async (st->engine, st->session, st->txn, stage, req->cancellable,
-                              check_done, req);
+  vps_engine_run_stage_async (st->engine, st->session, st->txn, stage, req->cancellable, check_done,
+                              req);
 }
 
 /* ---- EndSession ----------------------------------------------------------- */
@@ -632,6 +640,11 @@ evaluate_done (GObject *source, GAsyncResult *res, gpointer data)
   RulesStage stage = RULES_STAGE_CONNECT;
   GPtrArray *stages;
 
+  if (report != NULL && vps_grpc_req_deadline_passed (req))
+    {
+      vps_grpc_req_fail (req, VPS_GRPC_STATUS_DEADLINE_EXCEEDED, "deadline passed");
+      return;
+    }
   if (report == NULL)
     {
       if (vps_grpc_req_deadline_passed (req))
@@ -718,13 +731,11 @@ vps_grpc_policy_evaluate (VpsGrpcReq *req)
   g_ptr_array_add (rcpts, NULL);
   if (in->client_ip[0] != '\0')
     {
-      g_autoptr (GInetAddress) ip = strlen (in->client_ip) < 64
-                                        ? g_inet_address_new_from_string (in->client_ip)
-                                        : NULL;
+      g_autoptr (GInetAddress) ip
+          = strlen (in->client_ip) < 64 ? g_inet_address_new_from_string (in->client_ip) : NULL;
       if (ip == NULL)
         {
-          vps_grpc_req_fail (req, VPS_GRPC_STATUS_INVALID_ARGUMENT,
-                             "client_ip: not an IP address");
+          vps_grpc_req_fail (req, VPS_GRPC_STATUS_INVALID_ARGUMENT, "client_ip: not an IP address");
           return;
         }
       opts.client_ip = in->client_ip;

@@ -26,13 +26,13 @@ G_BEGIN_DECLS
 /* Named limits on request fields (the whole request is bounded by
  * [grpc] max_message_size). */
 #define VPS_GRPC_MAX_SESSION_ID 128
-#define VPS_GRPC_MAX_ADDRESS 256  /* envelope address, as RFC 5321's path limit */
-#define VPS_GRPC_MAX_NAME 255     /* helo, host, macro and header names */
-#define VPS_GRPC_MAX_VALUE 4096   /* macro values, TLS and AUTH strings */
+#define VPS_GRPC_MAX_ADDRESS 256   /* envelope address, as RFC 5321's path limit */
+#define VPS_GRPC_MAX_NAME 255      /* helo, host, macro and header names */
+#define VPS_GRPC_MAX_VALUE 4096    /* macro values, TLS and AUTH strings */
 #define VPS_GRPC_MAX_HEADERS 10000 /* headers of a ParsedMessage */
-#define VPS_GRPC_MAX_MACROS 256   /* macros per request */
-#define VPS_GRPC_MAX_RCPTS 1000   /* Evaluate recipients */
-#define VPS_GRPC_MAX_LIST 100000  /* ListQuarantine entries in one reply */
+#define VPS_GRPC_MAX_MACROS 256    /* macros per request */
+#define VPS_GRPC_MAX_RCPTS 1000    /* Evaluate recipients */
+#define VPS_GRPC_MAX_LIST 100000   /* ListQuarantine entries in one reply */
 
 typedef struct _VpsGrpcSessions VpsGrpcSessions;
 typedef struct _VpsGrpcReq VpsGrpcReq;
@@ -80,9 +80,9 @@ struct _VpsGrpcServer
   int port, admin_port;
   gboolean admin_mtls;
   VpsGrpcSessions *sessions;
-  guint tick;     /* drain / expiry timer on the main context */
+  guint tick;       /* drain / expiry timer on the main context */
   gint next_worker; /* atomic round robin */
-  gint shut;      /* atomic: the cores stopped accepting */
+  gint shut;        /* atomic: the cores stopped accepting */
   guint ticks;
 
   GMutex stats_lock;

@@ -96,8 +96,8 @@ vps_grpc_reflect_load (VpsGrpcServer *server, GError **error)
   gsize len = 0;
   const guint8 *data;
 
-  server->descriptor_set = g_resource_lookup_data (
-      vps_grpc_descriptor_get_resource (), VPS_GRPC_DESCRIPTOR_PATH, 0, &local);
+  server->descriptor_set = g_resource_lookup_data (vps_grpc_descriptor_get_resource (),
+                                                   VPS_GRPC_DESCRIPTOR_PATH, 0, &local);
   if (server->descriptor_set == NULL)
     {
       g_set_error (error, VPS_GRPC_SERVER_ERROR, VPS_GRPC_SERVER_ERROR_START,
@@ -205,7 +205,8 @@ vps_grpc_reflect_answer (VpsGrpcServer *server, GBytes *request)
       case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
         grpc__reflection__v1alpha__list_service_response__init (&lsr);
         svcs = g_new0 (Grpc__Reflection__V1alpha__ServiceResponse, server->service_names->len);
-        svc_ptrs = g_new0 (Grpc__Reflection__V1alpha__ServiceResponse *, server->service_names->len);
+        svc_ptrs
+            = g_new0 (Grpc__Reflection__V1alpha__ServiceResponse *, server->service_names->len);
         for (guint i = 0; i < server->service_names->len; i++)
           {
             grpc__reflection__v1alpha__service_response__init (&svcs[i]);

@@ -181,7 +181,8 @@ vps_grpc_req_arm_deadline (VpsGrpcReq *req)
     return TRUE;
   if (left <= 0)
     {
-      vps_grpc_req_fail (req, VPS_GRPC_STATUS_DEADLINE_EXCEEDED, "deadline passed before the start");
+      vps_grpc_req_fail (req, VPS_GRPC_STATUS_DEADLINE_EXCEEDED,
+                         "deadline passed before the start");
       return FALSE;
     }
   /* the timer lives on the request's context: the cancellation (and what
@@ -206,8 +207,8 @@ health_check (VpsGrpcReq *req)
   Grpc__Health__V1__HealthCheckRequest *in = (gpointer)req->request;
   Grpc__Health__V1__HealthCheckResponse out;
   const char *svc = in->service ? in->service : "";
-  static const char *const known[] = { "", "vps.v1.Policy", "vps.v1.Admin", "grpc.health.v1.Health",
-                                       NULL };
+  static const char *const known[]
+      = { "", "vps.v1.Policy", "vps.v1.Admin", "grpc.health.v1.Health", NULL };
 
   if (!g_strv_contains (known, svc))
     {
@@ -331,18 +332,19 @@ on_message (VpsGrpcCall *call, GBytes *message, gpointer user_data)
     }
   if (method->func == vps_grpc_policy_check)
     {
-      req->worker = vps_grpc_policy_route (server, req);
-      if (req->worker == G_MAXUINT)
-        return; /* answered */
+      guint worker = vps_grpc_policy_route (server, req);
+
+      if (worker == G_MAXUINT)
+        return; /* answered, and req is gone */
+      req->worker = worker;
     }
   if (method->run_on == VPS_GRPC_RUN_MAIN)
     req->context = g_main_context_default ();
   else
     {
       guint n = vps_daemon_n_workers (server->daemon);
-      guint w = req->worker != G_MAXUINT
-                    ? req->worker
-                    : (guint)g_atomic_int_add (&server->next_worker, 1);
+      guint w = req->worker != G_MAXUINT ? req->worker
+                                         : (guint)g_atomic_int_add (&server->next_worker, 1);
 
       req->context = vps_daemon_worker_context (server->daemon, w % n);
     }
@@ -411,7 +413,9 @@ start_core (VpsGrpcServer *server, VpsConfig *cfg, const char *name, const char 
       || !vps_grpc_core_start (core, error))
     return NULL;
   vps_notice (NULL, "grpc: %s listening on %s (port %d%s)", name, hostport, *port,
-              !with_tls ? "" : tls.client_ca ? ", mutual TLS" : ", TLS");
+              !with_tls       ? ""
+              : tls.client_ca ? ", mutual TLS"
+                              : ", TLS");
   return g_steal_pointer (&core);
 }
 
@@ -464,10 +468,9 @@ vps_grpc_server_start (VpsGrpcServer *server, GError **error)
     }
   if (vps_config_has_key (cfg, "grpc", "admin_listen"))
     {
-      server->admin_core
-          = start_core (server, cfg, "grpc-admin",
-                        vps_config_get_string (cfg, "grpc", "admin_listen"), &server->admin_port,
-                        error);
+      server->admin_core = start_core (server, cfg, "grpc-admin",
+                                       vps_config_get_string (cfg, "grpc", "admin_listen"),
+                                       &server->admin_port, error);
       if (server->admin_core == NULL)
         return FALSE;
     }

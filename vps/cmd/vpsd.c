@@ -10,7 +10,7 @@
  * bad new rule file is refused and logged, the old one stays), SIGTERM and
  * SIGINT stop accepting and drain.  The front ends attach to the worker
  * threads: the milter server when [milter] listen is set, the policy
- * server when [policy] listen is set (gRPC as its issue lands).
+ * server when [policy] listen is set (gRPC: [grpc] listen).
  */
 #include <locale.h>
 #include <stdio.h>
@@ -101,7 +101,8 @@ main (int argc, char **argv)
         }
     }
   /* gRPC: [grpc] listen and/or admin_listen (vps/grpc-server.h) */
-  if (vps_config_has_key (cfg, "grpc", "listen") || vps_config_has_key (cfg, "grpc", "admin_listen"))
+  if (vps_config_has_key (cfg, "grpc", "listen")
+      || vps_config_has_key (cfg, "grpc", "admin_listen"))
     {
       grpc = vps_grpc_server_new (daemon);
       if (!vps_grpc_server_start (grpc, &error))
