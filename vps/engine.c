@@ -380,12 +380,25 @@ stage_done (VpsStageRun *sr, RulesVerdict verdict, guint code, const char *enhan
   g_autoptr (MailReply) reply = NULL;
   g_autoptr (GError) error = NULL;
 
-  /* a partial reply (code without enhanced code, no text) is completed by
-   * proto/mail; one it refuses (a connector's nonsense) gives the default */
-  reply
-      = mail_reply_complete (default_reply_for (sr->stage, verdict), code, enhanced, text, &error);
+  /* No reply given (most stages): the default, without building a reply.
+   * A partial reply (code without enhanced code, no text) is completed by
+   * proto/mail; one it refuses (a connector's nonsense) gives the default. */
+  if (code == 0 && enhanced == NULL && text == NULL)
+    {
+      vps_default_reply (sr->stage, verdict, &dcode, &denh, &dtext);
+      reply = NULL;
+    }
+  else
+    reply = mail_reply_complete (default_reply_for (sr->stage, verdict), code, enhanced, text,
+                                 &error);
   r->verdict = verdict;
-  if (reply != NULL)
+  if (code == 0 && enhanced == NULL && text == NULL)
+    {
+      r->code = dcode;
+      r->enhanced = g_strdup (denh);
+      r->text = g_strdup (dtext);
+    }
+  else if (reply != NULL)
     {
       r->code = mail_reply_get_code (reply);
       r->enhanced = g_strdup (mail_reply_get_enhanced (reply));
