@@ -126,6 +126,8 @@ set_json (VpsStageRun *sr, RulesValue *out, JsonNode *node)
           if (JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING)
             v[k++] = json_node_get_string (e);
         }
+      if (sr->scratch == NULL)
+        sr->scratch = g_ptr_array_new_with_free_func (g_free);
       g_ptr_array_add (sr->scratch, v);
       rules_value_set_strv (out, v, k, FALSE);
       return;
@@ -357,6 +359,8 @@ host_query (gpointer host, RulesQuery query, const char *name, RulesValue *out)
       return TRUE;
     }
   key = g_strdup_printf ("%d:%s", (int)query, name);
+  if (sr->dns_started == NULL)
+    sr->dns_started = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   if (g_hash_table_add (sr->dns_started, key))
     {
       sr->pending++;

@@ -524,6 +524,8 @@ start_calls (VpsStageRun *sr, const RulesStep *step)
   g_free (sr->call_rule);
   sr->call_rule = g_strdup (step->call_rule);
   sr->in_call = TRUE;
+  if (sr->call_results == NULL)
+    sr->call_results = g_ptr_array_new_with_free_func ((GDestroyNotify)vps_connector_result_unref);
   sr->pending = (guint)step->n_calls;
   for (gsize i = 0; i < step->n_calls; i++)
     {
@@ -628,9 +630,8 @@ vps_engine_run_stage_async (VpsEngine *engine, VpsSession *session, VpsTxn *txn,
   /* cancellation is reported by the step loop as VPS_ENGINE_ERROR_CANCELLED */
   g_task_set_check_cancellable (sr->task, FALSE);
   sr->result = stage_result_new (stage);
-  sr->call_results = g_ptr_array_new_with_free_func ((GDestroyNotify)vps_connector_result_unref);
-  sr->dns_started = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  sr->scratch = g_ptr_array_new_with_free_func (g_free);
+  /* call_results, dns_started and scratch are made when first needed:
+   * most stages call no connector and ask no DNS question. */
 
   /* accept_all judged earlier: policy stages accept without rules; the
    * delivery stage routes, so it always runs */
