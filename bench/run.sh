@@ -18,7 +18,12 @@
 #           (bench/policy/bench_policy.py; BENCH_POLICY_*).
 #           Goals: >= 30,000 req/s at 64 connections; >= 0.95x.
 #
-# Benchmarks of later issues (policy, grpc, mta, connectors, state)
+#   grpc    vps.v1.Policy/Check on one channel at 1 and 64 calls in flight,
+#           20 rules, vpsd CPU per call, p99 at half the best rate
+#           (bench/grpc/bench_grpc.py; BENCH_GRPC_*).
+#           Goals: >= 25,000 calls/s at 64 in flight; p99 < 5 ms at half.
+#
+# Benchmarks of later issues (mta, connectors, state)
 # are listed as not available until their front ends exist.
 set -eu
 build=$1
@@ -75,17 +80,29 @@ bench_policy() {
 	/usr/bin/python3 "$here/policy/bench_policy.py" "$build"
 }
 
+# vps.v1.Policy/Check against vpsd: bench/grpc/grpc-load (C, one channel)
+# at 1 and 64 calls in flight, vpsd's CPU per call, p99 at half the rate.
+bench_grpc() {
+	if [ ! -x "$build/bench/grpc/grpc-load" ]; then
+		echo "bench-grpc: $build/bench/grpc/grpc-load is missing (build first)" >&2
+		return 1
+	fi
+	/usr/bin/python3 "$here/grpc/bench_grpc.py" "$build"
+}
+
 case "$which" in
 rules) bench_rules ;;
 milter) bench_milter ;;
 policy) bench_policy ;;
+grpc) bench_grpc ;;
 all) bench_rules
      bench_milter
      bench_policy
-     for b in grpc milter-chain connectors mta state; do
+     bench_grpc
+     for b in milter-chain connectors mta state; do
 	     echo "== bench-$b: not available yet (its front end or connector has not landed)"
      done ;;
-grpc|milter-chain|connectors|mta|state)
+milter-chain|connectors|mta|state)
 	echo "bench-$which: not available yet (its front end or connector has not landed)"; exit 1 ;;
 *) echo "bench: unknown benchmark '$which'" >&2; exit 2 ;;
 esac

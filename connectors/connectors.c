@@ -5,6 +5,11 @@
  */
 #include "connectors/connectors.h"
 
+#include "connectors/clamav/conn-clamav.h"
+#include "connectors/grpc/conn-grpc.h"
+#include "connectors/milter/conn-milter.h"
+#include "connectors/exec/conn-exec.h"
+#include "connectors/http/conn-http.h"
 #include "connectors/policy/conn-policy.h"
 #include "connectors/test/conn-test.h"
 #include "vps/connector.h"
@@ -15,6 +20,11 @@ vps_connectors_register_all (void)
   static const VpsConnectorClass *const classes[] = {
     &conn_test_class,
     &conn_policy_class,
+    &conn_http_class,
+    &conn_exec_class,
+    &conn_clamav_class,
+    &conn_milter_class,
+    &conn_grpc_class,
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (classes); i++)

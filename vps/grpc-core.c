@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  *
- * grpc-core.c — gRPC C core server wrapper (see grpc-core.h for the
- * contract).  Verified against libgrpc 1.51 (core 29): GRPC.md lists the
+ * grpc-core.c — gRPC C core wrapper, the server side (see grpc-core.h for
+ * the contract; the client side is grpc-core-client.c).  Verified against libgrpc 1.51 (core 29): GRPC.md lists the
  * names that changed and the pitfalls this file avoids.
  *
  * Every operation started on the core carries a Tag naming what completed
@@ -25,6 +25,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 
+#include "vps/grpc-core-private.h"
 #include "vps/log.h"
 
 G_DEFINE_QUARK (vps - grpc - error - quark, vps_grpc_error)
@@ -189,8 +190,8 @@ vps_grpc_call_get_core (const VpsGrpcCall *call)
   return call->core;
 }
 
-static grpc_byte_buffer *
-buffer_from_bytes (GBytes *bytes)
+grpc_byte_buffer *
+vps_grpc_buffer_from_bytes (GBytes *bytes)
 {
   gsize len = 0;
   const guint8 *data = g_bytes_get_data (bytes, &len);
@@ -204,8 +205,8 @@ buffer_from_bytes (GBytes *bytes)
 
 /* The message may arrive split into slices (or compressed): readall
  * joins and decompresses. */
-static GBytes *
-bytes_from_buffer (grpc_byte_buffer *buf)
+GBytes *
+vps_grpc_bytes_from_buffer (grpc_byte_buffer *buf)
 {
   grpc_byte_buffer_reader reader;
   grpc_slice slice;
@@ -262,7 +263,7 @@ vps_grpc_call_send (VpsGrpcCall *call, GBytes *message)
       ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
       call->sent_initial = TRUE;
     }
-  call->send_buf = buffer_from_bytes (message);
+  call->send_buf = vps_grpc_buffer_from_bytes (message);
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n++].data.send_message.send_message = call->send_buf;
   if (!start_batch (call, ops, n, &call->send_tag))
@@ -289,7 +290,7 @@ vps_grpc_call_finish (VpsGrpcCall *call, GBytes *message, VpsGrpcStatus status, 
     }
   if (message != NULL && status == VPS_GRPC_STATUS_OK)
     {
-      call->final_buf = buffer_from_bytes (message);
+      call->final_buf = vps_grpc_buffer_from_bytes (message);
       ops[n].op = GRPC_OP_SEND_MESSAGE;
       ops[n++].data.send_message.send_message = call->final_buf;
     }
@@ -415,7 +416,7 @@ handle_event (VpsGrpcCore *core, Tag *tag, gboolean success)
           g_autoptr (GBytes) message = NULL;
 
           if (success && call->recv_buf != NULL)
-            message = bytes_from_buffer (call->recv_buf);
+            message = vps_grpc_bytes_from_buffer (call->recv_buf);
           if (call->recv_buf != NULL)
             grpc_byte_buffer_destroy (call->recv_buf);
           call->recv_buf = NULL;
@@ -505,8 +506,8 @@ vps_grpc_core_new (const char *name, guint64 max_message, guint slots, VpsGrpcHa
   return core;
 }
 
-static char *
-read_pem (const char *what, const char *path, GError **error)
+char *
+vps_grpc_read_pem (const char *what, const char *path, GError **error)
 {
   g_autofree char *data = NULL;
   gsize len = 0;
@@ -535,15 +536,15 @@ vps_grpc_core_add_port (VpsGrpcCore *core, const char *hostport, const VpsGrpcTl
   g_return_val_if_fail (!core->started, FALSE);
   if (tls != NULL)
     {
-      g_autofree char *cert = read_pem ("tls_cert", tls->cert, error);
-      g_autofree char *key = cert ? read_pem ("tls_key", tls->key, error) : NULL;
+      g_autofree char *cert = vps_grpc_read_pem ("tls_cert", tls->cert, error);
+      g_autofree char *key = cert ? vps_grpc_read_pem ("tls_key", tls->key, error) : NULL;
       g_autofree char *ca = NULL;
       grpc_ssl_pem_key_cert_pair pair;
 
       if (key == NULL)
         return FALSE;
       if (tls->client_ca != NULL
-          && (ca = read_pem ("tls_client_ca", tls->client_ca, error)) == NULL)
+          && (ca = vps_grpc_read_pem ("tls_client_ca", tls->client_ca, error)) == NULL)
         return FALSE;
       pair.private_key = key;
       pair.cert_chain = cert;

@@ -2,8 +2,9 @@
  *
  * grpc-core.h — the small wrapper around the gRPC C core (libgrpc 1.51):
  * the only module that names grpc_* (the core API has no stability
- * promise, GRPC.md).  It knows HTTP/2 listeners, calls, messages as bytes
- * and status codes; it knows nothing of protobuf or of the engine.
+ * promise, GRPC.md).  It knows HTTP/2 listeners, client channels, calls,
+ * messages as bytes and status codes; it knows nothing of protobuf or of
+ * the engine.
  *
  * One VpsGrpcCore is one gRPC server (one or more ports, same credentials)
  * with its own completion queue and one thread blocked in it: that thread
@@ -22,7 +23,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 G_BEGIN_DECLS
 
@@ -132,5 +133,62 @@ void vps_grpc_call_finish (VpsGrpcCall *call, GBytes *message, VpsGrpcStatus sta
                            const char *details);
 
 const char *vps_grpc_status_name (VpsGrpcStatus status);
+
+/* ---- the client side -------------------------------------------------------
+ *
+ * A VpsGrpcChannel is one HTTP/2 channel to HOST:PORT (connected lazily,
+ * reconnected by the core after a failure).  Unary calls on it complete on
+ * one process-wide completion-queue thread ("grpc-client", started with the
+ * first channel and kept for the life of the process) and are handed back
+ * to the caller's thread-default main context through their GTask.
+ *
+ * A call that ends with a status other than OK fails with an error in
+ * VPS_GRPC_STATUS_ERROR whose code is the VpsGrpcStatus and whose message
+ * is the server's details; a cancelled GCancellable cancels the call on the
+ * wire and the call fails with G_IO_ERROR_CANCELLED. */
+
+#define VPS_GRPC_STATUS_ERROR (vps_grpc_status_error_quark ())
+GQuark vps_grpc_status_error_quark (void);
+
+#define VPS_GRPC_CLIENT_MAX_TARGET 512 /* HOST:PORT longer than this is refused */
+
+typedef struct _VpsGrpcChannel VpsGrpcChannel;
+
+/* TLS for a channel: PEM file paths.  ca NULL = the core's default roots;
+ * cert + key = a client certificate (mutual TLS); server_name = the name
+ * the server's certificate must carry when it is not the target's host. */
+typedef struct
+{
+  const char *ca;
+  const char *cert;
+  const char *key;
+  const char *server_name;
+} VpsGrpcClientTls;
+
+/* target "HOST:PORT"; tls NULL = plaintext; max_message: largest reply
+ * accepted (bigger ones fail with RESOURCE_EXHAUSTED).  Errors:
+ * VPS_GRPC_ERROR_TLS (a file unreadable), VPS_GRPC_ERROR_CALL. */
+VpsGrpcChannel *vps_grpc_channel_new (const char *target, const VpsGrpcClientTls *tls,
+                                      guint64 max_message, GError **error);
+VpsGrpcChannel *vps_grpc_channel_ref (VpsGrpcChannel *channel);
+/* Calls in flight go on after the last reference is gone. */
+void vps_grpc_channel_unref (VpsGrpcChannel *channel);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsGrpcChannel, vps_grpc_channel_unref)
+const char *vps_grpc_channel_get_target (const VpsGrpcChannel *channel);
+
+/* One unary call of `method` ("/pkg.Service/Method") with `request` as the
+ * message; timeout_us > 0 is the call's deadline (sent to the server), <= 0
+ * none.  Completes on the caller's thread-default main context; with a
+ * NULL callback nobody waits: the outcome is dropped on the queue's thread
+ * (fire and forget, from any thread, with or without a running loop). */
+void vps_grpc_channel_call_async (VpsGrpcChannel *channel, const char *method, GBytes *request,
+                                  gint64 timeout_us, GCancellable *cancellable,
+                                  GAsyncReadyCallback callback, gpointer user_data);
+/* The reply message, or NULL + error. */
+GBytes *vps_grpc_channel_call_finish (VpsGrpcChannel *channel, GAsyncResult *result,
+                                      GError **error);
+/* The same, blocking the calling thread (command-line tools). */
+GBytes *vps_grpc_channel_call_sync (VpsGrpcChannel *channel, const char *method, GBytes *request,
+                                    gint64 timeout_us, GCancellable *cancellable, GError **error);
 
 G_END_DECLS

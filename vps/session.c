@@ -26,7 +26,14 @@ struct _VpsSession
   GHashTable *macros;    /* name → value */
   GHashTable *dns_cache; /* key → GINT_TO_POINTER (answer + 1) */
   gboolean accept_all;
+  GArray *end_notifies; /* EndNotify, or NULL */
 };
+
+typedef struct
+{
+  GDestroyNotify func;
+  gpointer data;
+} EndNotify;
 
 typedef struct
 {
@@ -102,6 +109,12 @@ vps_session_unref (VpsSession *s)
 {
   if (s == NULL || !g_atomic_ref_count_dec (&s->ref))
     return;
+  for (guint i = 0; s->end_notifies != NULL && i < s->end_notifies->len; i++)
+    {
+      EndNotify *n = &g_array_index (s->end_notifies, EndNotify, i);
+      n->func (n->data);
+    }
+  g_clear_pointer (&s->end_notifies, g_array_unref);
   g_free (s->client_ip);
   g_free (s->client_ptr);
   g_free (s->server_ip);
@@ -115,6 +128,20 @@ vps_session_unref (VpsSession *s)
   g_hash_table_unref (s->macros);
   g_hash_table_unref (s->dns_cache);
   g_free (s);
+}
+
+gboolean
+vps_session_add_end_notify (VpsSession *s, GDestroyNotify func, gpointer data)
+{
+  EndNotify n = { func, data };
+
+  g_return_val_if_fail (func != NULL, FALSE);
+  if (s->end_notifies == NULL)
+    s->end_notifies = g_array_new (FALSE, FALSE, sizeof (EndNotify));
+  if (s->end_notifies->len >= VPS_SESSION_MAX_END_NOTIFIES)
+    return FALSE;
+  g_array_append_val (s->end_notifies, n);
+  return TRUE;
 }
 
 static void
@@ -517,6 +544,33 @@ vps_txn_accept_rcpt (VpsTxn *t)
   for (guint i = 0; i < t->rcpt->params->len; i++)
     g_ptr_array_add (p->params, g_strdup (g_ptr_array_index (t->rcpt->params, i)));
   add_path (t, p);
+}
+
+static char **
+path_dup_params (const Path *p)
+{
+  GStrvBuilder *b = g_strv_builder_new ();
+  char **out;
+
+  for (guint i = 0; p != NULL && i < p->params->len; i++)
+    g_strv_builder_add (b, g_ptr_array_index (p->params, i));
+  out = g_strv_builder_end (b);
+  g_strv_builder_unref (b);
+  return out;
+}
+
+char **
+vps_txn_dup_sender_params (const VpsTxn *t)
+{
+  return path_dup_params (t->sender);
+}
+
+char **
+vps_txn_dup_rcpt_params (const VpsTxn *t, gssize i)
+{
+  if (i < 0)
+    return path_dup_params (t->rcpt);
+  return path_dup_params ((gsize)i < t->rcpts->len ? g_ptr_array_index (t->rcpts, i) : NULL);
 }
 
 void

@@ -77,6 +77,15 @@ const char *vps_session_get_auth_mechanism (const VpsSession *session);
 gboolean vps_session_set_macro (VpsSession *session, const char *name, const char *value);
 const char *vps_session_get_macro (const VpsSession *session, const char *name);
 
+/* The end of a session, for connectors that keep state for its lifetime
+ * (the milter connector keeps one connection per session and must send QUIT
+ * when the SMTP session ends, as an MTA does).  `func (data)` runs once, on
+ * the thread that drops the last reference, when the session is freed; it
+ * must not touch the session.  At most VPS_SESSION_MAX_END_NOTIFIES per
+ * session: beyond, FALSE and nothing is registered. */
+#define VPS_SESSION_MAX_END_NOTIFIES 64
+gboolean vps_session_add_end_notify (VpsSession *session, GDestroyNotify func, gpointer data);
+
 /* accept_all given at connect or helo covers the whole session. */
 void vps_session_set_accept_all (VpsSession *session, gboolean accept_all);
 gboolean vps_session_get_accept_all (const VpsSession *session);
@@ -121,6 +130,11 @@ void vps_txn_set_rcpt (VpsTxn *txn, const char *address, const char *const *para
 const char *vps_txn_get_rcpt (const VpsTxn *txn); /* NULL when none */
 const char *vps_txn_get_rcpt_param (const VpsTxn *txn, const char *keyword);
 void vps_txn_accept_rcpt (VpsTxn *txn);
+/* ESMTP parameters as a new NULL-terminated vector (empty when none): of
+ * MAIL, and of the recipient being checked (i < 0) or of the i-th accepted
+ * one.  For connectors that pass the envelope on (milter MAIL/RCPT). */
+char **vps_txn_dup_sender_params (const VpsTxn *txn);
+char **vps_txn_dup_rcpt_params (const VpsTxn *txn, gssize i);
 void vps_txn_add_rcpt (VpsTxn *txn, const char *address, const char *const *params);
 /* NULL-terminated, owned by the txn; n may be NULL. */
 const char *const *vps_txn_get_rcpts (const VpsTxn *txn, gsize *n);

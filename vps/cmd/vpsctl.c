@@ -6,13 +6,19 @@
  *   vpsctl [-c FILE] run MSG.eml [--from ADDR] [--rcpt ADDR]... [--client-ip IP]
  *                        [--helo NAME] [--rules RULES.vsl] [--json] [--apply]
  *   vpsctl [-c FILE] explain RULES.vsl
- *   vpsctl [-c FILE] quarantine list [--name NAME] [--json]
- *   vpsctl [-c FILE] quarantine show ID [--format raw|json]
- *   vpsctl [-c FILE] quarantine delete ID
+ *   vpsctl [-c FILE] [--server HOST:PORT] quarantine list [--name NAME] [--json]
+ *   vpsctl [-c FILE] [--server HOST:PORT] quarantine show ID [--format raw|json]
+ *   vpsctl [-c FILE] [--server HOST:PORT] quarantine delete ID
+ *   vpsctl [-c FILE] [--server HOST:PORT] quarantine release ID
+ *   vpsctl [-c FILE] [--server HOST:PORT] reload | stats [--json]
  *
- * Every command here works offline, without a daemon: it reads the same
- * configuration vpsd reads (-c; without it the built-in defaults, relative
- * to the current directory).  Exit status: 0 success, 1 the thing checked or
+ * check-rules, explain and run work offline, without a daemon: they read
+ * the same configuration vpsd reads (-c; without it the built-in defaults,
+ * relative to the current directory).  reload, stats and quarantine
+ * release always talk to a running vpsd over gRPC (the Admin service at
+ * --server, else [grpc] admin_listen, else [grpc] listen); quarantine
+ * list, show and delete do too when --server is given, and otherwise read
+ * the quarantine directory themselves (docs/vpsctl.md).  Exit status: 0 success, 1 the thing checked or
  * asked for failed (a rule file that does not load, an unknown id), 2 usage.
  * `run` exits 0 whatever the verdict: the verdict is the output.
  */
@@ -21,34 +27,26 @@
 #include <string.h>
 
 #include "connectors/connectors.h"
+#include "proto/vps/v1/admin.pb-c.h"
 #include "vps/config.h"
 #include "vps/engine.h"
+#include "vps/grpc-core.h"
 #include "vps/log.h"
 #include "vps/quarantine.h"
 #include "vps/report.h"
 #include "vps/simulate.h"
 
-#define VPSCTL_EXIT_OK 0
-#define VPSCTL_EXIT_FAIL 1
-#define VPSCTL_EXIT_USAGE 2
+#include "vps/cmd/vpsctl.h"
 
-typedef struct
-{
-  const char *config_path; /* NULL: defaults */
-  VpsConfig *cfg;
-} Ctl;
-
-static int
-fail (const char *what, const GError *error)
+int
+vpsctl_fail (const char *what, const GError *error)
 {
   fprintf (stderr, "vpsctl: %s%s%s\n", what ? what : "", what ? ": " : "", error->message);
   return VPSCTL_EXIT_FAIL;
 }
 
-static int usage (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
-
-static int
-usage (const char *fmt, ...)
+int
+vpsctl_usage (const char *fmt, ...)
 {
   va_list ap;
 
@@ -57,14 +55,16 @@ usage (const char *fmt, ...)
   vfprintf (stderr, fmt, ap);
   fputs ("\n", stderr);
   va_end (ap);
-  fputs ("usage: vpsctl [-c FILE] check-rules|run|explain|quarantine ... (vpsctl help)\n", stderr);
+  fputs ("usage: vpsctl [-c FILE] [--server HOST:PORT] "
+         "check-rules|run|explain|quarantine|reload|stats ... (vpsctl help)\n",
+         stderr);
   return VPSCTL_EXIT_USAGE;
 }
 
 /* Parse a sub-command's options; leaves positional arguments in argv. */
-static gboolean
-parse_options (const char *name, const char *summary, GOptionEntry *entries, int *argc,
-               char ***argv, int *status)
+gboolean
+vpsctl_parse_options (const char *name, const char *summary, GOptionEntry *entries, int *argc,
+                      char ***argv, int *status)
 {
   g_autoptr (GOptionContext) context = g_option_context_new (summary);
   g_autoptr (GError) error = NULL;
@@ -73,7 +73,7 @@ parse_options (const char *name, const char *summary, GOptionEntry *entries, int
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, argc, argv, &error))
     {
-      *status = usage ("%s: %s", name, error->message);
+      *status = vpsctl_usage ("%s: %s", name, error->message);
       return FALSE;
     }
   return TRUE;
@@ -98,11 +98,11 @@ cmd_check_rules (Ctl *ctl, int argc, char **argv)
   int status = 0;
   guint total = 0;
 
-  if (!parse_options ("check-rules", "RULES.vsl - load and check a rule file", entries, &argc,
-                      &argv, &status))
+  if (!vpsctl_parse_options ("check-rules", "RULES.vsl - load and check a rule file", entries,
+                             &argc, &argv, &status))
     return status;
   if (argc != 2)
-    return usage ("check-rules: expected one rule file");
+    return vpsctl_usage ("check-rules: expected one rule file");
   program = load_program (ctl, argv[1], &error);
   if (program == NULL)
     {
@@ -125,11 +125,11 @@ cmd_explain (Ctl *ctl, int argc, char **argv)
   g_autofree char *text = NULL;
   int status = 0;
 
-  if (!parse_options ("explain", "RULES.vsl - print the compiled program", entries, &argc, &argv,
-                      &status))
+  if (!vpsctl_parse_options ("explain", "RULES.vsl - print the compiled program", entries, &argc,
+                             &argv, &status))
     return status;
   if (argc != 2)
-    return usage ("explain: expected one rule file");
+    return vpsctl_usage ("explain: expected one rule file");
   program = load_program (ctl, argv[1], &error);
   if (program == NULL)
     {
@@ -255,11 +255,11 @@ cmd_run (Ctl *ctl, int argc, char **argv)
   VpsSimulateOptions options = { 0 };
   int status = 0;
 
-  if (!parse_options ("run", "MSG.eml - run every stage on a message offline", entries, &argc,
-                      &argv, &status))
+  if (!vpsctl_parse_options ("run", "MSG.eml - run every stage on a message offline", entries,
+                             &argc, &argv, &status))
     return status;
   if (argc != 2)
-    return usage ("run: expected one message file");
+    return vpsctl_usage ("run: expected one message file");
 
   if (rules_path != NULL)
     {
@@ -287,7 +287,7 @@ cmd_run (Ctl *ctl, int argc, char **argv)
   options.apply = apply;
   report = vps_simulate_run_file (engine, argv[1], &options, NULL, &error);
   if (report == NULL)
-    return fail (argv[1], error);
+    return vpsctl_fail (argv[1], error);
 
   if (json)
     {
@@ -306,33 +306,10 @@ open_quarantine (Ctl *ctl, GError **error)
   return vps_quarantine_open (vps_config_get_path_value (ctl->cfg, "quarantine", "dir"), error);
 }
 
-static int
-cmd_quarantine_list (Ctl *ctl, int argc, char **argv)
+/* The entries as `quarantine list` prints them (offline and online). */
+int
+vpsctl_print_entries (GPtrArray *entries_found, gboolean json)
 {
-  g_autofree char *name = NULL;
-  gboolean json = FALSE;
-  GOptionEntry entries[] = {
-    { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Only this quarantine", "NAME" },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "One JSON array", NULL },
-    { NULL },
-  };
-  g_autoptr (GError) error = NULL;
-  g_autoptr (VpsQuarantine) q = NULL;
-  g_autoptr (GPtrArray) entries_found = NULL;
-  int status = 0;
-
-  if (!parse_options ("quarantine list", "- list quarantined messages", entries, &argc, &argv,
-                      &status))
-    return status;
-  if (argc != 1)
-    return usage ("quarantine list: unexpected argument '%s'", argv[1]);
-  q = open_quarantine (ctl, &error);
-  if (q == NULL)
-    return fail ("quarantine", error);
-  entries_found = vps_quarantine_list (q, name, &error);
-  if (entries_found == NULL)
-    return fail ("quarantine list", error);
-
   if (json)
     {
       g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -388,6 +365,42 @@ cmd_quarantine_list (Ctl *ctl, int argc, char **argv)
   return VPSCTL_EXIT_OK;
 }
 
+/* ---- online commands: vpsd's Admin service over gRPC ----------------------- */
+
+/* Where vpsd's Admin service is: --server, [grpc] admin_listen, or
+ * [grpc] listen (admin_mtls).  A wildcard listen address is reached on
+ * the loopback. */
+static int
+cmd_quarantine_list (Ctl *ctl, int argc, char **argv)
+{
+  g_autofree char *name = NULL;
+  gboolean json = FALSE;
+  GOptionEntry entries[] = {
+    { "name", 0, 0, G_OPTION_ARG_STRING, &name, "Only this quarantine", "NAME" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "One JSON array", NULL },
+    { NULL },
+  };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsQuarantine) q = NULL;
+  g_autoptr (GPtrArray) entries_found = NULL;
+  int status = 0;
+
+  if (!vpsctl_parse_options ("quarantine list", "- list quarantined messages", entries, &argc,
+                             &argv, &status))
+    return status;
+  if (argc != 1)
+    return vpsctl_usage ("quarantine list: unexpected argument '%s'", argv[1]);
+  if (ctl->server != NULL)
+    return vpsctl_online_quarantine_list (ctl, name, json);
+  q = open_quarantine (ctl, &error);
+  if (q == NULL)
+    return vpsctl_fail ("quarantine", error);
+  entries_found = vps_quarantine_list (q, name, &error);
+  if (entries_found == NULL)
+    return vpsctl_fail ("quarantine list", error);
+  return vpsctl_print_entries (entries_found, json);
+}
+
 static int
 cmd_quarantine_show (Ctl *ctl, int argc, char **argv)
 {
@@ -400,22 +413,24 @@ cmd_quarantine_show (Ctl *ctl, int argc, char **argv)
   g_autoptr (VpsQuarantine) q = NULL;
   int status = 0;
 
-  if (!parse_options ("quarantine show", "ID - print a quarantined message", entries, &argc, &argv,
-                      &status))
+  if (!vpsctl_parse_options ("quarantine show", "ID - print a quarantined message", entries, &argc,
+                             &argv, &status))
     return status;
   if (argc != 2)
-    return usage ("quarantine show: expected one id");
+    return vpsctl_usage ("quarantine show: expected one id");
   if (format != NULL && strcmp (format, "raw") != 0 && strcmp (format, "json") != 0)
-    return usage ("quarantine show: --format is raw or json, not '%s'", format);
+    return vpsctl_usage ("quarantine show: --format is raw or json, not '%s'", format);
+  if (ctl->server != NULL)
+    return vpsctl_online_quarantine_show (ctl, argv[1], format && strcmp (format, "json") == 0);
   q = open_quarantine (ctl, &error);
   if (q == NULL)
-    return fail ("quarantine", error);
+    return vpsctl_fail ("quarantine", error);
   if (format != NULL && strcmp (format, "json") == 0)
     {
       g_autofree char *text = vps_quarantine_get_json (q, argv[1], &error);
 
       if (text == NULL)
-        return fail (argv[1], error);
+        return vpsctl_fail (argv[1], error);
       printf ("%s\n", text);
     }
   else
@@ -425,7 +440,7 @@ cmd_quarantine_show (Ctl *ctl, int argc, char **argv)
       const char *data;
 
       if (raw == NULL)
-        return fail (argv[1], error);
+        return vpsctl_fail (argv[1], error);
       data = g_bytes_get_data (raw, &len);
       fwrite (data, 1, len, stdout);
     }
@@ -440,32 +455,51 @@ cmd_quarantine_delete (Ctl *ctl, int argc, char **argv)
   g_autoptr (VpsQuarantine) q = NULL;
   int status = 0;
 
-  if (!parse_options ("quarantine delete", "ID - delete a quarantined message", entries, &argc,
-                      &argv, &status))
+  if (!vpsctl_parse_options ("quarantine delete", "ID - delete a quarantined message", entries,
+                             &argc, &argv, &status))
     return status;
   if (argc != 2)
-    return usage ("quarantine delete: expected one id");
+    return vpsctl_usage ("quarantine delete: expected one id");
+  if (ctl->server != NULL)
+    return vpsctl_online_quarantine_act (ctl, argv[1], FALSE);
   q = open_quarantine (ctl, &error);
   if (q == NULL)
-    return fail ("quarantine", error);
+    return vpsctl_fail ("quarantine", error);
   if (!vps_quarantine_delete (q, argv[1], &error))
-    return fail (argv[1], error);
+    return vpsctl_fail (argv[1], error);
   printf ("deleted %s\n", argv[1]);
   return VPSCTL_EXIT_OK;
+}
+
+/* Always online: re-injecting over SMTP is vpsd's job. */
+static int
+cmd_quarantine_release (Ctl *ctl, int argc, char **argv)
+{
+  GOptionEntry entries[] = { { NULL } };
+  int status = 0;
+
+  if (!vpsctl_parse_options ("quarantine release", "ID - re-inject a quarantined message (vpsd)",
+                             entries, &argc, &argv, &status))
+    return status;
+  if (argc != 2)
+    return vpsctl_usage ("quarantine release: expected one id");
+  return vpsctl_online_quarantine_act (ctl, argv[1], TRUE);
 }
 
 static int
 cmd_quarantine (Ctl *ctl, int argc, char **argv)
 {
   if (argc < 2)
-    return usage ("quarantine: expected list, show or delete");
+    return vpsctl_usage ("quarantine: expected list, show, delete or release");
+  if (strcmp (argv[1], "release") == 0)
+    return cmd_quarantine_release (ctl, argc - 1, argv + 1);
   if (strcmp (argv[1], "list") == 0)
     return cmd_quarantine_list (ctl, argc - 1, argv + 1);
   if (strcmp (argv[1], "show") == 0)
     return cmd_quarantine_show (ctl, argc - 1, argv + 1);
   if (strcmp (argv[1], "delete") == 0)
     return cmd_quarantine_delete (ctl, argc - 1, argv + 1);
-  return usage ("quarantine: unknown sub-command '%s'", argv[1]);
+  return vpsctl_usage ("quarantine: unknown sub-command '%s'", argv[1]);
 }
 
 static const char help_text[]
@@ -478,10 +512,43 @@ static const char help_text[]
       "                               run every stage on a message offline\n"
       "  quarantine list [--name NAME] [--json]\n"
       "  quarantine show ID [--format raw|json]\n"
-      "  quarantine delete ID\n"
+      "  quarantine delete ID         offline; online with --server\n"
+      "  quarantine release ID        online: vpsd re-injects it over SMTP\n"
+      "  reload                       online: vpsd reloads configuration and rules\n"
+      "  stats [--json]               online: vpsd's counters\n"
       "\n"
-      "-c FILE reads the configuration vpsd reads (connectors, quarantine, exports);\n"
-      "without it the built-in defaults apply.  See docs/vpsctl.md.\n";
+      "-c FILE reads the configuration vpsd reads (connectors, quarantine, exports,\n"
+      "[grpc] admin_listen); without it the built-in defaults apply.\n"
+      "Online options (before the command): --server HOST:PORT, --tls-ca FILE,\n"
+      "--tls-cert FILE, --tls-key FILE, --tls-server-name NAME.  See docs/vpsctl.md.\n";
+
+/* --server and the --tls-* options, as "--opt VALUE" or "--opt=VALUE". */
+static gboolean
+online_option (Ctl *ctl, int argc, char **argv, int *i)
+{
+  static const char *const names[]
+      = { "--server", "--tls-ca", "--tls-cert", "--tls-key", "--tls-server-name" };
+  const char **slots[]
+      = { &ctl->server, &ctl->tls_ca, &ctl->tls_cert, &ctl->tls_key, &ctl->tls_server_name };
+
+  for (gsize n = 0; n < G_N_ELEMENTS (names); n++)
+    {
+      gsize len = strlen (names[n]);
+
+      if (strcmp (argv[*i], names[n]) == 0 && *i + 1 < argc)
+        {
+          *slots[n] = argv[*i + 1];
+          *i += 2;
+          return TRUE;
+        }
+      if (strncmp (argv[*i], names[n], len) == 0 && argv[*i][len] == '=')
+        {
+          *slots[n] = argv[(*i)++] + len + 1;
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
 
 int
 main (int argc, char **argv)
@@ -503,16 +570,18 @@ main (int argc, char **argv)
         }
       else if (g_str_has_prefix (argv[i], "--config="))
         ctl.config_path = argv[i++] + strlen ("--config=");
+      else if (online_option (&ctl, argc, argv, &i))
+        ;
       else if (strcmp (argv[i], "-h") == 0 || strcmp (argv[i], "--help") == 0)
         {
           fputs (help_text, stdout);
           return VPSCTL_EXIT_OK;
         }
       else
-        return usage ("unknown option '%s'", argv[i]);
+        return vpsctl_usage ("unknown option '%s'", argv[i]);
     }
   if (i >= argc)
-    return usage ("expected a command");
+    return vpsctl_usage ("expected a command");
   if (strcmp (argv[i], "help") == 0)
     {
       fputs (help_text, stdout);
@@ -539,7 +608,11 @@ main (int argc, char **argv)
     status = cmd_run (&ctl, argc - i, argv + i);
   else if (strcmp (argv[i], "quarantine") == 0)
     status = cmd_quarantine (&ctl, argc - i, argv + i);
+  else if (strcmp (argv[i], "reload") == 0)
+    status = vpsctl_cmd_reload (&ctl, argc - i, argv + i);
+  else if (strcmp (argv[i], "stats") == 0)
+    status = vpsctl_cmd_stats (&ctl, argc - i, argv + i);
   else
-    status = usage ("unknown command '%s'", argv[i]);
+    status = vpsctl_usage ("unknown command '%s'", argv[i]);
   return status;
 }
