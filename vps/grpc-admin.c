@@ -7,13 +7,18 @@
  *
  * Who may call it is decided before a call gets here (grpc-server.c).
  * Store errors map to status codes in one place (quarantine_status).
- * ReleaseQuarantined needs an SMTP client, which vps does not have yet:
- * it validates the id and the configuration, then answers UNIMPLEMENTED.
+ * ReleaseQuarantined sends the stored message with its stored envelope to
+ * [quarantine] release_to with vps/smtp-client.h, in a GTask thread (the
+ * client blocks); the reply is sent from the worker the call came to.
+ * SMTP failures map to status codes in one place (release_status).  The
+ * request has no "delete after release" field, so a released message stays
+ * in the quarantine until DeleteQuarantined.
  */
 #include "vps/grpc-private.h"
 
 #include "vps/log.h"
 #include "vps/quarantine.h"
+#include "vps/smtp-client.h"
 
 /* ---- Reload --------------------------------------------------------------- */
 
@@ -266,6 +271,113 @@ vps_grpc_admin_get_quarantined (VpsGrpcReq *req)
   vps_grpc_arena_clear (&arena);
 }
 
+/* ---- ReleaseQuarantined ----------------------------------------------------- */
+
+/* What the SMTP thread needs, copied: it shares nothing with the worker. */
+typedef struct
+{
+  char *release_to;
+  char *sender;
+  char **recipients;
+  GBytes *raw;
+  guint timeout_ms;
+} ReleaseJob;
+
+static void
+release_job_free (gpointer data)
+{
+  ReleaseJob *job = data;
+
+  g_free (job->release_to);
+  g_free (job->sender);
+  g_strfreev (job->recipients);
+  g_bytes_unref (job->raw);
+  g_free (job);
+}
+
+static void
+release_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  ReleaseJob *job = data;
+  VpsSmtpClientOptions options = { .timeout_ms = job->timeout_ms };
+  GError *error = NULL;
+  VpsSmtpClientResult *result
+      = vps_smtp_client_send (job->release_to, job->sender, (const char *const *)job->recipients,
+                              job->raw, &options, cancellable, &error);
+
+  if (result != NULL)
+    g_task_return_pointer (task, result, (GDestroyNotify)vps_smtp_client_result_free);
+  else
+    g_task_return_error (task, error);
+}
+
+/* An SMTP server that says no (5xx) or data that cannot be sent:
+ * FAILED_PRECONDITION, retrying will not help; a server that cannot be
+ * reached, is slow, garbles or says "later" (4xx): UNAVAILABLE. */
+static VpsGrpcStatus
+release_status (VpsGrpcReq *req, const GError *error)
+{
+  if (error->domain != VPS_SMTP_CLIENT_ERROR)
+    return VPS_GRPC_STATUS_INTERNAL;
+  switch (error->code)
+    {
+      case VPS_SMTP_CLIENT_ERROR_INVALID:
+      case VPS_SMTP_CLIENT_ERROR_REJECTED:
+        return VPS_GRPC_STATUS_FAILED_PRECONDITION;
+      case VPS_SMTP_CLIENT_ERROR_CANCELLED:
+      case VPS_SMTP_CLIENT_ERROR_TIMEOUT:
+        if (vps_grpc_req_deadline_passed (req))
+          return VPS_GRPC_STATUS_DEADLINE_EXCEEDED;
+        return VPS_GRPC_STATUS_UNAVAILABLE;
+      case VPS_SMTP_CLIENT_ERROR_CONNECT:
+      case VPS_SMTP_CLIENT_ERROR_IO:
+      case VPS_SMTP_CLIENT_ERROR_PROTOCOL:
+      case VPS_SMTP_CLIENT_ERROR_TEMPFAIL:
+      default:
+        return VPS_GRPC_STATUS_UNAVAILABLE;
+    }
+}
+
+static void
+release_done (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+  VpsGrpcReq *req = user_data;
+  Vps__V1__ReleaseQuarantinedRequest *in = (gpointer)req->request;
+  ReleaseJob *job = g_task_get_task_data (G_TASK (res));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsSmtpClientResult) result = g_task_propagate_pointer (G_TASK (res), &error);
+  g_autofree char *reply = NULL;
+  Vps__V1__ReleaseQuarantinedResponse out;
+
+  if (result == NULL)
+    {
+      vps_warning (NULL, "grpc: release of quarantine %s to %s failed: %s", in->id, job->release_to,
+                   error->message);
+      vps_grpc_req_fail (req, release_status (req, error),
+                         "release to %s: %s; the message %s stays in the quarantine",
+                         job->release_to, error->message, in->id);
+      return;
+    }
+  reply = vps_smtp_client_describe_reply (result->reply);
+  for (guint i = 0; i < result->rcpts->len; i++)
+    {
+      VpsSmtpClientRcpt *r = g_ptr_array_index (result->rcpts, i);
+      g_autofree char *text = NULL;
+
+      if (r->accepted)
+        continue;
+      text = vps_smtp_client_describe_reply (r->reply);
+      vps_warning (NULL, "grpc: release of quarantine %s: %s refused <%s>: %s", in->id,
+                   job->release_to, r->address, text);
+    }
+  vps_notice (NULL, "grpc: quarantine %s released to %s by %s (%u of %u recipients): %s", in->id,
+              job->release_to, vps_grpc_call_get_peer (req->call), result->n_accepted,
+              result->rcpts->len, reply);
+  vps__v1__release_quarantined_response__init (&out);
+  out.reply = reply;
+  vps_grpc_req_reply (req, &out.base);
+}
+
 void
 vps_grpc_admin_release_quarantined (VpsGrpcReq *req)
 {
@@ -273,7 +385,11 @@ vps_grpc_admin_release_quarantined (VpsGrpcReq *req)
   g_autoptr (VpsConfig) cfg = vps_daemon_get_config (req->server->daemon);
   g_autoptr (VpsQuarantine) q = NULL;
   g_autoptr (VpsQuarantineEntry) entry = NULL;
+  g_autoptr (GBytes) raw = NULL;
   g_autoptr (GError) error = NULL;
+  g_autoptr (GTask) task = NULL;
+  ReleaseJob *job;
+  gint64 left;
 
   if (!vps_quarantine_valid_id (in->id))
     {
@@ -293,12 +409,34 @@ vps_grpc_admin_release_quarantined (VpsGrpcReq *req)
                          "[quarantine] release_to is not set: nowhere to send %s", in->id);
       return;
     }
-  /* XXX: re-injection needs an SMTP client (proto/smtp + a delivery
-   * agent of vsmtpd); until one exists the message stays where it is. */
-  vps_grpc_req_fail (req, VPS_GRPC_STATUS_UNIMPLEMENTED,
-                     "release over SMTP to %s is not implemented yet (vpsd has no SMTP client); "
-                     "the message %s stays in the quarantine",
-                     vps_config_get_string (cfg, "quarantine", "release_to"), in->id);
+  if ((raw = vps_quarantine_get_raw (q, in->id, &error)) == NULL)
+    {
+      fail_quarantine (req, error);
+      return;
+    }
+  if (!vps_grpc_req_arm_deadline (req))
+    return;
+
+  job = g_new0 (ReleaseJob, 1);
+  job->release_to = g_strdup (vps_config_get_string (cfg, "quarantine", "release_to"));
+  /* an entry without a sender goes out with the null sender: nothing
+   * bounces to an address nobody gave */
+  job->sender = g_strdup (entry->sender ? entry->sender : "");
+  job->recipients = g_strdupv (entry->recipients);
+  job->raw = g_steal_pointer (&raw);
+  left = vps_grpc_call_remaining_us (req->call);
+  job->timeout_ms = left == G_MAXINT64
+                        ? VPS_SMTP_CLIENT_DEFAULT_TIMEOUT_MS
+                        : (guint)CLAMP (left / 1000, 1, VPS_SMTP_CLIENT_DEFAULT_TIMEOUT_MS);
+
+  /* completes on this worker's context (its thread-default one) */
+  task = g_task_new (NULL, req->cancellable, release_done, req);
+  g_task_set_source_tag (task, vps_grpc_admin_release_quarantined);
+  /* a message the server took must be reported as sent even when the
+   * deadline fires as the reply comes in */
+  g_task_set_check_cancellable (task, FALSE);
+  g_task_set_task_data (task, job, release_job_free);
+  g_task_run_in_thread (task, release_thread);
 }
 
 void

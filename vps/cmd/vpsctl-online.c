@@ -73,7 +73,9 @@ admin_call (Ctl *ctl, const char *method, const ProtobufCMessage *request,
     in = vps_grpc_channel_call_sync (channel, path, out, VPSCTL_CALL_TIMEOUT_US, NULL, &error);
   if (in == NULL)
     {
-      if (g_error_matches (error, VPS_GRPC_STATUS_ERROR, VPS_GRPC_STATUS_UNAVAILABLE))
+      /* a release answers UNAVAILABLE itself when its SMTP server is down */
+      if (g_error_matches (error, VPS_GRPC_STATUS_ERROR, VPS_GRPC_STATUS_UNAVAILABLE)
+          && strcmp (method, "ReleaseQuarantined") != 0)
         fprintf (stderr, "vpsctl: %s: cannot reach vpsd at %s: %s\n", method, target,
                  error->message);
       else

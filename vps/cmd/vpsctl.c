@@ -14,11 +14,12 @@
  *
  * check-rules, explain and run work offline, without a daemon: they read
  * the same configuration vpsd reads (-c; without it the built-in defaults,
- * relative to the current directory).  reload, stats and quarantine
- * release always talk to a running vpsd over gRPC (the Admin service at
- * --server, else [grpc] admin_listen, else [grpc] listen); quarantine
- * list, show and delete do too when --server is given, and otherwise read
- * the quarantine directory themselves (docs/vpsctl.md).  Exit status: 0 success, 1 the thing checked or
+ * relative to the current directory).  reload and stats always talk to a
+ * running vpsd over gRPC (the Admin service at --server, else [grpc]
+ * admin_listen, else [grpc] listen); quarantine list, show, delete and
+ * release do too when --server is given, and otherwise read the quarantine
+ * directory themselves (release then sends over SMTP to [quarantine]
+ * release_to from this process; docs/vpsctl.md).  Exit status: 0 success, 1 the thing checked or
  * asked for failed (a rule file that does not load, an unknown id), 2 usage.
  * `run` exits 0 whatever the verdict: the verdict is the output.
  */
@@ -35,6 +36,7 @@
 #include "vps/quarantine.h"
 #include "vps/report.h"
 #include "vps/simulate.h"
+#include "vps/smtp-client.h"
 
 #include "vps/cmd/vpsctl.h"
 
@@ -471,19 +473,68 @@ cmd_quarantine_delete (Ctl *ctl, int argc, char **argv)
   return VPSCTL_EXIT_OK;
 }
 
-/* Always online: re-injecting over SMTP is vpsd's job. */
+/* Offline: this process sends the stored message with its stored envelope
+ * to [quarantine] release_to (vps/smtp-client.h), as vpsd does for the
+ * gRPC call; online (--server) vpsd does it.  The message stays in the
+ * quarantine either way (`quarantine delete` removes it). */
 static int
 cmd_quarantine_release (Ctl *ctl, int argc, char **argv)
 {
   GOptionEntry entries[] = { { NULL } };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsQuarantine) q = NULL;
+  g_autoptr (VpsQuarantineEntry) entry = NULL;
+  g_autoptr (GBytes) raw = NULL;
+  g_autoptr (VpsSmtpClientResult) result = NULL;
+  g_autofree char *reply = NULL;
+  const char *release_to;
   int status = 0;
 
-  if (!vpsctl_parse_options ("quarantine release", "ID - re-inject a quarantined message (vpsd)",
+  if (!vpsctl_parse_options ("quarantine release",
+                             "ID - re-inject a quarantined message over SMTP to [quarantine] "
+                             "release_to",
                              entries, &argc, &argv, &status))
     return status;
   if (argc != 2)
     return vpsctl_usage ("quarantine release: expected one id");
-  return vpsctl_online_quarantine_act (ctl, argv[1], TRUE);
+  if (ctl->server != NULL)
+    return vpsctl_online_quarantine_act (ctl, argv[1], TRUE);
+  q = open_quarantine (ctl, &error);
+  if (q == NULL)
+    return vpsctl_fail ("quarantine", error);
+  if ((entry = vps_quarantine_get_entry (q, argv[1], &error)) == NULL)
+    return vpsctl_fail (argv[1], error);
+  if (!vps_config_has_key (ctl->cfg, "quarantine", "release_to"))
+    {
+      fprintf (stderr, "vpsctl: %s: [quarantine] release_to is not set%s%s: nowhere to send it\n",
+               argv[1], ctl->config_path ? " in " : "", ctl->config_path ? ctl->config_path : "");
+      return VPSCTL_EXIT_FAIL;
+    }
+  release_to = vps_config_get_string (ctl->cfg, "quarantine", "release_to");
+  if ((raw = vps_quarantine_get_raw (q, argv[1], &error)) == NULL)
+    return vpsctl_fail (argv[1], error);
+  /* no sender in the entry: the null sender, so nothing bounces to a guess */
+  result = vps_smtp_client_send (release_to, entry->sender ? entry->sender : "",
+                                 (const char *const *)entry->recipients, raw, NULL, NULL, &error);
+  if (result == NULL)
+    {
+      fprintf (stderr, "vpsctl: %s: release to %s: %s; the message stays in the quarantine\n",
+               argv[1], release_to, error->message);
+      return VPSCTL_EXIT_FAIL;
+    }
+  for (guint i = 0; i < result->rcpts->len; i++)
+    {
+      VpsSmtpClientRcpt *r = g_ptr_array_index (result->rcpts, i);
+      g_autofree char *text = NULL;
+
+      if (r->accepted)
+        continue;
+      text = vps_smtp_client_describe_reply (r->reply);
+      fprintf (stderr, "vpsctl: %s: %s refused <%s>: %s\n", argv[1], release_to, r->address, text);
+    }
+  reply = vps_smtp_client_describe_reply (result->reply);
+  printf ("released %s: %s\n", argv[1], reply);
+  return VPSCTL_EXIT_OK;
 }
 
 static int
@@ -513,7 +564,8 @@ static const char help_text[]
       "  quarantine list [--name NAME] [--json]\n"
       "  quarantine show ID [--format raw|json]\n"
       "  quarantine delete ID         offline; online with --server\n"
-      "  quarantine release ID        online: vpsd re-injects it over SMTP\n"
+      "  quarantine release ID        send it over SMTP to [quarantine] release_to\n"
+      "                               (offline; by vpsd with --server)\n"
       "  reload                       online: vpsd reloads configuration and rules\n"
       "  stats [--json]               online: vpsd's counters\n"
       "\n"
