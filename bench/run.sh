@@ -103,6 +103,30 @@ bench_grpc() {
 	/usr/bin/python3 "$here/grpc/bench_grpc.py" "$build"
 }
 
+# Postfix -> vpsd -> trivial libmilter milter (the milter connector) vs
+# Postfix -> the same milter directly, same run (bench/milter-chain).
+bench_milter_chain() {
+	out=$(mktemp)
+	BENCH_MILTER_SESSIONS=${BENCH_MILTER_SESSIONS:-1,10} \
+		/usr/bin/python3 "$here/milter/bench_milter.py" --build "$build" \
+		--setups-file "$here/milter-chain/setups.json" \
+		--setups postfix,libmilter-all,vpsd-chain --json "$out" || { rm -f "$out"; return 1; }
+	/usr/bin/python3 - "$out" <<'PY'
+import json, statistics, sys
+runs = [r for r in json.load(open(sys.argv[1])) if not r.get("error")]
+rate = {}
+for r in runs:
+    rate.setdefault((r["setup"], r["sessions"]), []).append(r["e2e_rate"])
+for c in sorted({s for _, s in rate}):
+    d, v = rate.get(("libmilter-all", c)), rate.get(("vpsd-chain", c))
+    if d and v:
+        ratio = statistics.median(v) / statistics.median(d)
+        print(f"vpsd-chain / libmilter-all at c={c}: {ratio:.2f}x "
+              f"(goal >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'})")
+PY
+	rm -f "$out"
+}
+
 case "$which" in
 rules) bench_rules ;;
 milter) bench_milter ;;
@@ -114,10 +138,12 @@ all) bench_rules
      bench_policy
      bench_grpc
      bench_connectors
-     for b in milter-chain mta state; do
+     bench_milter_chain
+     for b in mta state; do
 	     echo "== bench-$b: not available yet (its front end or connector has not landed)"
      done ;;
-milter-chain|mta|state)
+milter-chain) bench_milter_chain ;;
+mta|state)
 	echo "bench-$which: not available yet (its front end or connector has not landed)"; exit 1 ;;
 *) echo "bench: unknown benchmark '$which'" >&2; exit 2 ;;
 esac

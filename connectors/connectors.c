@@ -18,13 +18,13 @@ void
 vps_connectors_register_all (void)
 {
   static const VpsConnectorClass *const classes[] = {
-    &conn_test_class,
-    &conn_policy_class,
-    &conn_http_class,
-    &conn_exec_class,
-    &conn_clamav_class,
-    &conn_milter_class,
-    &conn_grpc_class,
+    &conn_test_class,   /* answers from its configuration */
+    &conn_policy_class, /* Postfix policy services */
+    &conn_http_class,   /* JSON webhooks, rspamd */
+    &conn_exec_class,   /* Unix scripts */
+    &conn_clamav_class, /* libclamav or clamd */
+    &conn_milter_class, /* milters, as an MTA drives them */
+    &conn_grpc_class,   /* vps.v1.Policy/Check services */
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (classes); i++)

@@ -387,8 +387,8 @@ conn_milter_conn_exchange_async (ConnMilterConn *conn, GByteArray *out, gboolean
     }
   if (conn->broken || conn->connection == NULL)
     {
-      exchange_fail (ex, g_error_new (VPS_CONNECTOR_ERROR, VPS_CONNECTOR_ERROR_FAILED,
-                                      "connection unusable"));
+      exchange_fail (
+          ex, g_error_new (VPS_CONNECTOR_ERROR, VPS_CONNECTOR_ERROR_FAILED, "connection unusable"));
       return;
     }
   if (out->len == 0)
@@ -648,7 +648,8 @@ conn_milter_pool_release (ConnMilterPool *pool, ConnMilterConn *c)
     }
   if (pool->settings->idle_timeout_ms > 0)
     {
-      c->idle_timer = g_timeout_source_new ((guint)MIN (pool->settings->idle_timeout_ms, G_MAXUINT));
+      c->idle_timer
+          = g_timeout_source_new ((guint)MIN (pool->settings->idle_timeout_ms, G_MAXUINT));
       g_source_set_callback (c->idle_timer, idle_timer_cb, c, NULL);
       g_source_attach (c->idle_timer, pool->context);
     }
@@ -673,8 +674,7 @@ conn_milter_pool_new (ConnMilterSettings *settings, GMainContext *context)
     pool->connectable = G_SOCKET_CONNECTABLE (g_unix_socket_address_new (settings->path));
   else
     pool->connectable = g_network_address_new (settings->host, settings->port);
-  pool->conns
-      = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)conn_free);
+  pool->conns = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)conn_free);
   return pool;
 }
 

@@ -92,7 +92,8 @@ macro_value (VpsTxn *txn, const char *bare, const char *rcpt)
   if (g_str_equal (bare, "auth_authen"))
     return vps_session_get_authenticated (s) ? g_strdup (vps_session_get_auth_user (s)) : NULL;
   if (g_str_equal (bare, "i"))
-    return g_strdup (vps_txn_get_queue_id (txn) ? vps_txn_get_queue_id (txn) : vps_txn_get_id (txn));
+    return g_strdup (vps_txn_get_queue_id (txn) ? vps_txn_get_queue_id (txn)
+                                                : vps_txn_get_id (txn));
   if (g_str_equal (bare, "mail_addr"))
     return (v = vps_txn_get_sender (txn)) ? g_strdup (v) : NULL;
   if (g_str_equal (bare, "rcpt_addr"))
@@ -120,8 +121,9 @@ append_macros (ConnMilterConn *conn, GByteArray *out, VpsTxn *txn, MilterStage s
 
       if (*name == '\0')
         continue;
-      bare = name[0] == '{' ? g_strndup (name + 1, strlen (name) - 1 - (name[strlen (name) - 1] == '}'))
-                            : g_strdup (name);
+      bare = name[0] == '{'
+                 ? g_strndup (name + 1, strlen (name) - 1 - (name[strlen (name) - 1] == '}'))
+                 : g_strdup (name);
       braced = strlen (bare) > 1 ? g_strdup_printf ("{%s}", bare) : g_strdup (bare);
       /* the front end's MTA knows its own values best (queue id, ...) */
       if ((given = vps_session_get_macro (s, braced)) != NULL
@@ -337,7 +339,8 @@ plan_message (ConnMilterConn *conn, GPtrArray *steps, VpsTxn *txn, GError **erro
 GPtrArray *
 conn_milter_plan (ConnMilterConn *conn, VpsTxn *txn, RulesStage stage, GError **error)
 {
-  g_autoptr (GPtrArray) steps = g_ptr_array_new_with_free_func ((GDestroyNotify)conn_milter_step_free);
+  g_autoptr (GPtrArray) steps
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)conn_milter_step_free);
   g_autoptr (GHashTable) planned = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   VpsSession *s = vps_txn_get_session (txn);
   gboolean same_txn = g_str_equal (conn->txn_id, vps_txn_get_id (txn));
@@ -349,7 +352,7 @@ conn_milter_plan (ConnMilterConn *conn, VpsTxn *txn, RulesStage stage, GError **
     {
       const char *ip = vps_session_get_client_ip (s);
       const char *ptr = vps_session_get_client_ptr (s);
-      MilterFamily family = *ip == '\0'            ? MILTER_FAMILY_UNKNOWN
+      MilterFamily family = *ip == '\0'                ? MILTER_FAMILY_UNKNOWN
                             : strchr (ip, ':') != NULL ? MILTER_FAMILY_INET6
                                                        : MILTER_FAMILY_INET;
       g_autofree char *host
@@ -369,8 +372,7 @@ conn_milter_plan (ConnMilterConn *conn, VpsTxn *txn, RulesStage stage, GError **
       if (st->command == MILTER_CMD_HELO)
         milter_encode_helo (st->bytes, vps_session_get_helo (s));
     }
-  if (stage < RULES_STAGE_MAIL || vps_txn_get_sender (txn) == NULL
-      || stage == RULES_STAGE_DELIVERY)
+  if (stage < RULES_STAGE_MAIL || vps_txn_get_sender (txn) == NULL || stage == RULES_STAGE_DELIVERY)
     return g_steal_pointer (&steps);
   if (same_txn && conn->message_done)
     return g_steal_pointer (&steps);
@@ -480,8 +482,18 @@ header_value (const char *v, gboolean leadspc)
   if (leadspc && *v == ' ')
     v++;
   for (; *v; v++)
-    if (*v != '\r' && *v != '\n')
+    {
+      /* only a line break followed by white space is folding; any other
+       * CR or LF stays and the modification is refused (header injection) */
+      gsize brk = v[0] == '\r' && v[1] == '\n' ? 2 : v[0] == '\n' ? 1 : 0;
+
+      if (brk > 0 && (v[brk] == ' ' || v[brk] == '\t'))
+        {
+          v += brk - 1;
+          continue;
+        }
       g_string_append_c (out, *v);
+    }
   return g_string_free (out, FALSE);
 }
 
@@ -576,7 +588,8 @@ conn_milter_apply_replies (ConnMilterConn *conn, const ConnMilterStep *step, GPt
   const ConnMilterSettings *set = conn_milter_pool_settings (conn->pool);
   gboolean eom = step->for_cmd == MILTER_CMD_EOB;
   gboolean leadspc = (conn->options.protocol & MILTER_PROTO_HDR_LEADSPC) != 0;
-  g_autoptr (GPtrArray) mods = g_ptr_array_new_with_free_func ((GDestroyNotify)vps_modification_free);
+  g_autoptr (GPtrArray) mods
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)vps_modification_free);
   g_autoptr (GByteArray) body = NULL;
   g_autofree char *reason = NULL;
   const MilterReplyPacket *last;
@@ -596,8 +609,8 @@ conn_milter_apply_replies (ConnMilterConn *conn, const ConnMilterStep *step, GPt
       if (!eom || need == 0 || (conn->options.actions & need) == 0)
         {
           /* Postfix treats these as a protocol error of the milter too */
-          g_set_error (error, VPS_CONNECTOR_ERROR, VPS_CONNECTOR_ERROR_FAILED,
-                       "'%c' (%s) %s", p->code, milter_reply_name ((char)p->code) ?: "?",
+          g_set_error (error, VPS_CONNECTOR_ERROR, VPS_CONNECTOR_ERROR_FAILED, "'%c' (%s) %s",
+                       p->code, milter_reply_name ((char)p->code) ?: "?",
                        !eom ? "outside end of message" : "not negotiated");
           return FALSE;
         }
@@ -636,8 +649,8 @@ conn_milter_apply_replies (ConnMilterConn *conn, const ConnMilterStep *step, GPt
       VpsModification *m;
 
       g_byte_array_append (body, (const guint8 *)"", 1);
-      if ((m = vps_modification_new (VPS_MOD_REPLACE_BODY, NULL, (const char *)body->data, 0,
-                                     error))
+      if ((m
+           = vps_modification_new (VPS_MOD_REPLACE_BODY, NULL, (const char *)body->data, 0, error))
           == NULL)
         return FALSE;
       g_ptr_array_add (mods, m);

@@ -62,10 +62,10 @@ typedef struct
   ConnMilterPool *pool;
   char *sid; /* the session id: the key in the pool */
   GSocketConnection *connection;
-  MilterOptions options;                 /* negotiated (effective) */
-  char *symlists[MILTER_N_STAGES];       /* the milter's macro lists, or NULL */
-  gboolean busy;                         /* a call is running on it */
-  gboolean broken;                       /* out of step: close after the call */
+  MilterOptions options;           /* negotiated (effective) */
+  char *symlists[MILTER_N_STAGES]; /* the milter's macro lists, or NULL */
+  gboolean busy;                   /* a call is running on it */
+  gboolean broken;                 /* out of step: close after the call */
   GSource *idle_timer;
   /* what the milter has been sent (the envelope steps are never repeated) */
   gboolean sent_connect;
@@ -73,9 +73,9 @@ typedef struct
   gboolean session_done; /* accept/reject at connect or helo: nothing more */
   char txn_id[16];       /* the transaction MAIL was sent for ("" = none) */
   gboolean sent_mail;
-  gboolean message_done;   /* the milter decided the message or saw EOM */
-  GHashTable *rcpts_sent;  /* casefolded addresses sent with RCPT */
-  GByteArray *in;          /* reply bytes not yet decoded */
+  gboolean message_done;  /* the milter decided the message or saw EOM */
+  GHashTable *rcpts_sent; /* casefolded addresses sent with RCPT */
+  GByteArray *in;         /* reply bytes not yet decoded */
   guint8 chunk[CONN_MILTER_READ_CHUNK];
 } ConnMilterConn;
 
@@ -122,8 +122,8 @@ void conn_milter_pool_release (ConnMilterPool *pool, ConnMilterConn *conn);
 /* One packet group of a call: macros (if any) and one command. */
 typedef struct
 {
-  MilterCommand command;  /* what goes out (MACRO when negotiated away) */
-  MilterCommand for_cmd;  /* the step it stands for */
+  MilterCommand command; /* what goes out (MACRO when negotiated away) */
+  MilterCommand for_cmd; /* the step it stands for */
   GByteArray *bytes;
   gboolean catch_up; /* an envelope step sent late: its verdict is only logged */
   gboolean body;     /* a BODY chunk (SKIP skips the rest of these) */
@@ -150,7 +150,7 @@ void conn_milter_step_sent (ConnMilterConn *conn, const ConnMilterStep *step, Vp
  * place there (a modification outside end of message or not negotiated, a
  * modification we refuse). */
 gboolean conn_milter_apply_replies (ConnMilterConn *conn, const ConnMilterStep *step,
-                                    GPtrArray *replies, VpsConnectorResult *result,
-                                    gboolean *ends, gboolean *skip, GError **error);
+                                    GPtrArray *replies, VpsConnectorResult *result, gboolean *ends,
+                                    gboolean *skip, GError **error);
 
 G_END_DECLS

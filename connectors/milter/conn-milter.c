@@ -102,8 +102,8 @@ conn_milter_free (gpointer data)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ConnMilter, conn_milter_free)
 
 static const char *const conn_milter_keys[] = {
-  "address", "connect_timeout", "command_timeout", "eom_timeout", "idle_timeout",
-  "backoff", "quarantine",      NULL,
+  "address",      "connect_timeout", "command_timeout", "eom_timeout",
+  "idle_timeout", "backoff",         "quarantine",      NULL,
 };
 
 static gboolean
@@ -364,10 +364,10 @@ call_run (GTask *task)
         }
       out = call->pending;
       call->pending = g_byte_array_new ();
-      conn_milter_conn_exchange_async (
-          call->conn, out, TRUE, step->command == MILTER_CMD_EOB,
-          step->command == MILTER_CMD_EOB ? s->eom_timeout_ms : s->command_timeout_ms,
-          cancellable, answered_cb, task);
+      conn_milter_conn_exchange_async (call->conn, out, TRUE, step->command == MILTER_CMD_EOB,
+                                       step->command == MILTER_CMD_EOB ? s->eom_timeout_ms
+                                                                       : s->command_timeout_ms,
+                                       cancellable, answered_cb, task);
       return;
     }
   if (call->pending->len > 0)

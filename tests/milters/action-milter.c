@@ -139,9 +139,8 @@ verdict_at (SMFICTX *ctx, char words[][64], int n, const char *stage)
     const char *name;
     sfsistat st;
   } verdicts[] = {
-    { "reject", SMFIS_REJECT },     { "tempfail", SMFIS_TEMPFAIL },
-    { "discard", SMFIS_DISCARD },   { "accept", SMFIS_ACCEPT },
-    { "replycode", SMFIS_REJECT },  { "mlreply", SMFIS_TEMPFAIL },
+    { "reject", SMFIS_REJECT },     { "tempfail", SMFIS_TEMPFAIL }, { "discard", SMFIS_DISCARD },
+    { "accept", SMFIS_ACCEPT },     { "replycode", SMFIS_REJECT },  { "mlreply", SMFIS_TEMPFAIL },
     { "continue", SMFIS_CONTINUE },
   };
   char want[96];
@@ -149,7 +148,8 @@ verdict_at (SMFICTX *ctx, char words[][64], int n, const char *stage)
   for (size_t v = 0; v < sizeof verdicts / sizeof verdicts[0]; v++)
     {
       snprintf (want, sizeof want, "%s.%s", verdicts[v].name, stage);
-      if (!has (words, n, want) && !(strcmp (stage, "eom") == 0 && has (words, n, verdicts[v].name)))
+      if (!has (words, n, want)
+          && !(strcmp (stage, "eom") == 0 && has (words, n, verdicts[v].name)))
         continue;
       if (strcmp (verdicts[v].name, "replycode") == 0)
         smfi_setreply (ctx, "550", "5.7.0", "custom rejection");
@@ -311,9 +311,8 @@ on_close (SMFICTX *ctx)
 }
 
 static sfsistat
-on_negotiate (SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
-              unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
-              unsigned long *pf3)
+on_negotiate (SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, unsigned long f3,
+              unsigned long *pf0, unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
   *pf0 = f0; /* every action the MTA offers */
   *pf1 = proto_flags & f1;
