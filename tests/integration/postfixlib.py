@@ -29,6 +29,7 @@ tests should still stop them (or use them as context managers).
     banner_reply, ehlo_reply, mail_reply, rcpt_reply, data_reply, eod_reply
 """
 import atexit, os, re, shlex, signal, socket, subprocess, time
+import taplib  # shares the log helpers; tests put this directory on sys.path
 
 POSTFIX_USER = "postfix"
 # Service lines of Debian's master.cf we keep (chroot "n": the sandbox has no
@@ -564,25 +565,12 @@ class Postfix:
         return p.stdout
 
     def log(self):
-        try:
-            with open(self.maillog, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return taplib.read_text(self.maillog)
 
     def wait_log(self, pattern, timeout=10, count=1):
-        """Wait until the maillog has count lines matching regex pattern;
+        """Wait until the log has count lines matching regex pattern;
         returns the matching lines."""
-        rx = re.compile(pattern)
-        deadline = time.time() + timeout
-        while True:
-            hits = [l for l in self.log().splitlines() if rx.search(l)]
-            if len(hits) >= count:
-                return hits
-            if time.time() >= deadline:
-                raise AssertionError(f"maillog: {count} line(s) matching {pattern!r} not seen "
-                                     f"in {timeout}s; tail:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
+        return taplib.wait_log_lines(self.log, pattern, timeout, count, "maillog")
 
 
 # -------------------------------------------------------------------- swaks

@@ -65,6 +65,7 @@ Verified behaviours (tests rely on them):
     file carries the reason on its "q" line; `-Q -qQ -qIID` releases it.
 """
 import atexit, fcntl, hashlib, os, re, shutil, signal, subprocess, tempfile, time
+import taplib  # shares the log helpers; tests put this directory on sys.path
 
 from postfixlib import free_port, wait_listening
 
@@ -573,25 +574,12 @@ class Sendmail:
             return ""
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return taplib.read_text(self.log_path)
 
     def wait_log(self, pattern, timeout=10, count=1):
         """Wait until the log has count lines matching regex pattern;
         returns the matching lines."""
-        rx = re.compile(pattern)
-        deadline = time.time() + timeout
-        while True:
-            hits = [l for l in self.log().splitlines() if rx.search(l)]
-            if len(hits) >= count:
-                return hits
-            if time.time() >= deadline:
-                raise AssertionError(f"sendmail log: {count} line(s) matching {pattern!r} not "
-                                     f"seen in {timeout}s; tail:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
+        return taplib.wait_log_lines(self.log, pattern, timeout, count, "sendmail log")
 
     # -- queue
     def _ids(self, prefix):

@@ -54,6 +54,29 @@ def wait_for_line(p, needle, timeout=10):
         sel.close()
     raise AssertionError(f"no line with {needle!r} within {timeout}s; got: {lines[-20:]}")
 
+def read_text(path):
+    """A log file's text ("" while it does not exist yet)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+def wait_log_lines(read, pattern, timeout=10, count=1, what="log"):
+    """Poll read() until it has count lines matching regex pattern; returns them."""
+    import re
+    rx = re.compile(pattern)
+    deadline = time.time() + timeout
+    while True:
+        text = read()
+        hits = [l for l in text.splitlines() if rx.search(l)]
+        if len(hits) >= count:
+            return hits
+        if time.time() >= deadline:
+            raise AssertionError(f"{what}: {count} line(s) matching {pattern!r} not seen "
+                                 f"in {timeout}s; tail:\n{text[-3000:]}")
+        time.sleep(0.05)
+
 def run(tests):
     print(f"1..{len(tests)}", flush=True)
     failed = 0
