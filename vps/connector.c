@@ -562,3 +562,56 @@ vps_connector_call_finish (VpsConnector *c, GAsyncResult *result)
   g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
   return g_task_propagate_pointer (G_TASK (result), NULL);
 }
+
+/* ---- per-worker state ----------------------------------------------------- */
+
+struct _VpsContextMap
+{
+  GMutex lock;
+  GHashTable *values; /* GMainContext* → value (the map's reference) */
+  VpsContextMapMake make;
+  GBoxedCopyFunc ref;
+  gpointer user_data;
+};
+
+VpsContextMap *
+vps_context_map_new (VpsContextMapMake make, GBoxedCopyFunc ref, GDestroyNotify drop,
+                     gpointer user_data)
+{
+  VpsContextMap *map = g_new0 (VpsContextMap, 1);
+
+  g_mutex_init (&map->lock);
+  map->values = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, drop);
+  map->make = make;
+  map->ref = ref;
+  map->user_data = user_data;
+  return map;
+}
+
+gpointer
+vps_context_map_get (VpsContextMap *map)
+{
+  g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
+  gpointer value;
+
+  g_mutex_lock (&map->lock);
+  value = g_hash_table_lookup (map->values, context);
+  if (value == NULL)
+    {
+      value = map->make (map->user_data, context);
+      g_hash_table_insert (map->values, context, value);
+    }
+  value = map->ref (value);
+  g_mutex_unlock (&map->lock);
+  return value;
+}
+
+void
+vps_context_map_free (VpsContextMap *map)
+{
+  if (map == NULL)
+    return;
+  g_hash_table_unref (map->values);
+  g_mutex_clear (&map->lock);
+  g_free (map);
+}

@@ -171,6 +171,23 @@ VpsConnectorResult *vps_connector_call_finish (VpsConnector *connector, GAsyncRe
 VpsConnectorResult *vps_connector_result_new_error (const VpsConnector *connector,
                                                     const char *session_id, const GError *error);
 
+/* ---- per-worker state ----------------------------------------------------- */
+
+/* Connector instances are shared by all worker threads, but connections
+ * belong to one event loop: a VpsContextMap keeps one value (a connection
+ * pool) per GMainContext, made on first use under a lock.  The value keeps
+ * its context alive, so a context's address is never reused as a key while
+ * the map holds it.  `make` builds the value for a context, `ref` adds a
+ * reference for the caller, `drop` releases the map's own one at free. */
+typedef struct _VpsContextMap VpsContextMap;
+typedef gpointer (*VpsContextMapMake) (gpointer user_data, GMainContext *context);
+
+VpsContextMap *vps_context_map_new (VpsContextMapMake make, GBoxedCopyFunc ref, GDestroyNotify drop,
+                                    gpointer user_data);
+/* The value of the calling thread's default context, with a new reference. */
+gpointer vps_context_map_get (VpsContextMap *map);
+void vps_context_map_free (VpsContextMap *map);
+
 /* Counters since creation (atomic). */
 typedef struct
 {

@@ -46,8 +46,7 @@
 typedef struct
 {
   ConnMilterSettings *settings;
-  GMutex lock;
-  GHashTable *pools; /* GMainContext* → ConnMilterPool* (a reference) */
+  VpsContextMap *pools; /* per worker context: ConnMilterPool* */
 } ConnMilter;
 
 /* ---- settings ------------------------------------------------------------- */
@@ -81,6 +80,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ConnMilterSettings, conn_milter_settings_unref)
 
 /* ---- instances ------------------------------------------------------------ */
 
+/* The pool of one worker context (VpsContextMap's make). */
+static gpointer
+make_pool (gpointer settings, GMainContext *context)
+{
+  return conn_milter_pool_new (settings, context);
+}
+
 static void
 shutdown_pool (gpointer data)
 {
@@ -93,8 +99,7 @@ conn_milter_free (gpointer data)
   ConnMilter *cm = data;
 
   /* each pool says QUIT to its idle connections on its own context */
-  g_hash_table_unref (cm->pools);
-  g_mutex_clear (&cm->lock);
+  vps_context_map_free (cm->pools);
   conn_milter_settings_unref (cm->settings);
   g_free (cm);
 }
@@ -193,9 +198,9 @@ conn_milter_create (const char *name, VpsConfig *cfg, const char *group, GError 
   s->offer.protocol = MILTER_PROTOCOL_ALL;
 
   cm = g_new0 (ConnMilter, 1);
-  g_mutex_init (&cm->lock);
-  cm->pools = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, shutdown_pool);
   cm->settings = g_steal_pointer (&s);
+  cm->pools = vps_context_map_new (make_pool, (GBoxedCopyFunc)conn_milter_pool_ref, shutdown_pool,
+                                   cm->settings);
   return cm;
 }
 
@@ -203,21 +208,7 @@ conn_milter_create (const char *name, VpsConfig *cfg, const char *group, GError 
 static ConnMilterPool *
 pool_for_context (ConnMilter *cm)
 {
-  g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
-  ConnMilterPool *pool;
-
-  g_mutex_lock (&cm->lock);
-  pool = g_hash_table_lookup (cm->pools, context);
-  if (pool == NULL)
-    {
-      /* the pool keeps the context alive, so its address is never reused
-       * for another context while it is a key here */
-      pool = conn_milter_pool_new (cm->settings, context);
-      g_hash_table_insert (cm->pools, context, pool);
-    }
-  conn_milter_pool_ref (pool);
-  g_mutex_unlock (&cm->lock);
-  return pool;
+  return vps_context_map_get (cm->pools);
 }
 
 /* ---- calls ---------------------------------------------------------------- */

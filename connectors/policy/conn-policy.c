@@ -40,8 +40,7 @@ typedef struct
   ConnPolicySettings *settings;
   char *quarantine;
   char *policy_context;
-  GMutex lock;
-  GHashTable *pools; /* GMainContext* → ConnPolicyPool* (a reference) */
+  VpsContextMap *pools; /* per worker context: ConnPolicyPool* */
 } ConnPolicy;
 
 /* ---- settings ------------------------------------------------------------- */
@@ -74,6 +73,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ConnPolicySettings, conn_policy_settings_unref)
 
 /* ---- instances ------------------------------------------------------------ */
 
+/* The pool of one worker context (VpsContextMap's make). */
+static gpointer
+make_pool (gpointer settings, GMainContext *context)
+{
+  return conn_policy_pool_new (settings, context);
+}
+
 static void
 shutdown_pool (gpointer data)
 {
@@ -86,8 +92,7 @@ conn_policy_free (gpointer data)
   ConnPolicy *cp = data;
 
   /* each pool closes its idle connections on its own context */
-  g_hash_table_unref (cp->pools);
-  g_mutex_clear (&cp->lock);
+  vps_context_map_free (cp->pools);
   conn_policy_settings_unref (cp->settings);
   g_free (cp->quarantine);
   g_free (cp->policy_context);
@@ -155,9 +160,9 @@ conn_policy_create (const char *name, VpsConfig *cfg, const char *group, GError 
     return NULL;
 
   cp = g_new0 (ConnPolicy, 1);
-  g_mutex_init (&cp->lock);
-  cp->pools = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, shutdown_pool);
   cp->settings = g_steal_pointer (&s);
+  cp->pools = vps_context_map_new (make_pool, (GBoxedCopyFunc)conn_policy_pool_ref, shutdown_pool,
+                                   cp->settings);
   cp->quarantine = g_strdup (vps_config_get_raw (cfg, group, "quarantine"));
   if (cp->quarantine == NULL)
     cp->quarantine = g_strdup (name);
@@ -183,21 +188,7 @@ conn_policy_create (const char *name, VpsConfig *cfg, const char *group, GError 
 static ConnPolicyPool *
 pool_for_context (ConnPolicy *cp)
 {
-  g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
-  ConnPolicyPool *pool;
-
-  g_mutex_lock (&cp->lock);
-  pool = g_hash_table_lookup (cp->pools, context);
-  if (pool == NULL)
-    {
-      /* the pool keeps the context alive, so its address is never reused
-       * for another context while it is a key here */
-      pool = conn_policy_pool_new (cp->settings, context);
-      g_hash_table_insert (cp->pools, context, pool);
-    }
-  conn_policy_pool_ref (pool);
-  g_mutex_unlock (&cp->lock);
-  return pool;
+  return vps_context_map_get (cp->pools);
 }
 
 /* ---- calls ---------------------------------------------------------------- */
