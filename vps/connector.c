@@ -12,6 +12,8 @@
  */
 #include "vps/connector.h"
 
+#include "vps/listen.h"
+
 #include "vps/log.h"
 
 G_DEFINE_QUARK (vps - connector - error - quark, vps_connector_error)
@@ -614,4 +616,37 @@ vps_context_map_free (VpsContextMap *map)
   g_hash_table_unref (map->values);
   g_mutex_clear (&map->lock);
   g_free (map);
+}
+
+/* ---- configuration helpers ------------------------------------------------ */
+
+gboolean
+vps_connector_read_address (VpsConfig *cfg, const char *group, const char *missing, char **address,
+                            char **host, guint16 *port, char **path, GError **error)
+{
+  const char *raw = vps_config_get_raw (cfg, group, "address");
+  g_autoptr (GError) local = NULL;
+  g_autofree char *unix_path = NULL;
+
+  if (raw == NULL || *raw == '\0')
+    {
+      vps_config_error_at (cfg, group, "address", error, "%s", missing);
+      return FALSE;
+    }
+  if (!vps_listen_parse_address (raw, host, port, &unix_path, &local))
+    {
+      vps_config_error_at (cfg, group, "address", error, "%s", local->message);
+      return FALSE;
+    }
+  if (unix_path == NULL && *port == 0)
+    {
+      g_clear_pointer (host, g_free);
+      vps_config_error_at (cfg, group, "address", error, "'%s': port 0 cannot be connected to",
+                           raw);
+      return FALSE;
+    }
+  if (unix_path != NULL)
+    *path = vps_config_resolve_path (cfg, unix_path);
+  *address = g_strdup (raw);
+  return TRUE;
 }

@@ -171,6 +171,17 @@ VpsConnectorResult *vps_connector_call_finish (VpsConnector *connector, GAsyncRe
 VpsConnectorResult *vps_connector_result_new_error (const VpsConnector *connector,
                                                     const char *session_id, const GError *error);
 
+/* ---- configuration helpers ------------------------------------------------ */
+
+/* Read the `address` key of a connector group: inet:HOST:PORT (port not 0)
+ * or unix:PATH (resolved against the config file's directory).  Sets
+ * *address (as written), *host and *port, or *path; all owned by the
+ * caller.  Errors are "FILE:LINE: [group] address: ..."; `missing` is the
+ * message for an absent key. */
+gboolean vps_connector_read_address (VpsConfig *cfg, const char *group, const char *missing,
+                                     char **address, char **host, guint16 *port, char **path,
+                                     GError **error);
+
 /* ---- per-worker state ----------------------------------------------------- */
 
 /* Connector instances are shared by all worker threads, but connections

@@ -162,31 +162,9 @@ read_verdict (VpsConfig *cfg, const char *group, const char *key, RulesVerdict *
 static gboolean
 read_address (VpsConfig *cfg, const char *group, ConnClamavSettings *s, GError **error)
 {
-  const char *address = vps_config_get_raw (cfg, group, "address");
-  g_autoptr (GError) local = NULL;
-  g_autofree char *path = NULL;
-
-  if (address == NULL || *address == '\0')
-    {
-      vps_config_error_at (cfg, group, "address", error,
-                           "required with mode = clamd: unix:/path or inet:HOST:PORT of clamd");
-      return FALSE;
-    }
-  if (!vps_listen_parse_address (address, &s->host, &s->port, &path, &local))
-    {
-      vps_config_error_at (cfg, group, "address", error, "%s", local->message);
-      return FALSE;
-    }
-  if (path == NULL && s->port == 0)
-    {
-      vps_config_error_at (cfg, group, "address", error, "'%s': port 0 cannot be connected to",
-                           address);
-      return FALSE;
-    }
-  if (path != NULL)
-    s->path = vps_config_resolve_path (cfg, path);
-  s->address = g_strdup (address);
-  return TRUE;
+  return vps_connector_read_address (
+      cfg, group, "required with mode = clamd: unix:/path or inet:HOST:PORT of clamd", &s->address,
+      &s->host, &s->port, &s->path, error);
 }
 
 static gboolean

@@ -108,31 +108,9 @@ static const char *const conn_policy_keys[] = {
 static gboolean
 read_address (VpsConfig *cfg, const char *group, ConnPolicySettings *s, GError **error)
 {
-  const char *address = vps_config_get_raw (cfg, group, "address");
-  g_autoptr (GError) local = NULL;
-  g_autofree char *path = NULL;
-
-  if (address == NULL || *address == '\0')
-    {
-      vps_config_error_at (cfg, group, "address", error,
-                           "required: inet:HOST:PORT or unix:/path of the policy service");
-      return FALSE;
-    }
-  if (!vps_listen_parse_address (address, &s->host, &s->port, &path, &local))
-    {
-      vps_config_error_at (cfg, group, "address", error, "%s", local->message);
-      return FALSE;
-    }
-  if (path == NULL && s->port == 0)
-    {
-      vps_config_error_at (cfg, group, "address", error, "'%s': port 0 cannot be connected to",
-                           address);
-      return FALSE;
-    }
-  if (path != NULL)
-    s->path = vps_config_resolve_path (cfg, path);
-  s->address = g_strdup (address);
-  return TRUE;
+  return vps_connector_read_address (cfg, group,
+                                     "required: inet:HOST:PORT or unix:/path of the policy service",
+                                     &s->address, &s->host, &s->port, &s->path, error);
 }
 
 static gpointer
