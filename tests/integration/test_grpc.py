@@ -295,6 +295,8 @@ def test_check_transactions_match_vpsctl_run():
         ("192.0.2.1", "mx.good.test", "a@good.test", ["u@example.org"], MSG_HAM),
         ("2001:db8::1", "mx.good.test", "", ["u@example.org"], MSG_HOLD),
     ]
+    finals = [("connect", "reject"), ("helo", "reject"), ("mail", "reject"), ("data", "reject"),
+              ("rcpt", "reject"), ("data", "continue"), ("data", "quarantine")]
     for i, (ip, helo, sender, rcpts, msg) in enumerate(cases):
         path = os.path.join(d, f"m{i}.eml")
         with open(path, "wb") as f:
@@ -302,6 +304,8 @@ def test_check_transactions_match_vpsctl_run():
         got = transaction(v, f"case-{i}", ip, helo, sender, rcpts, msg)
         want, _ = vpsctl_stages(v, path, ip, helo, sender, rcpts)
         assert got == want, (i, got, want)
+        # and both agree with what RULES says, not only with each other
+        assert got[-1][:2] == finals[i], (i, got)
     assert v.stop() == 0
 
 

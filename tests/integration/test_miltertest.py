@@ -115,7 +115,7 @@ def test_quarantine_discard_accept_all():
     # the quarantined message is also in the vps quarantine store
     qdir = os.path.join(v.dir, "q", "spam")
     files = os.listdir(qdir) if os.path.isdir(qdir) else []
-    assert any(f.endswith(".eml") for f in files) or files, f"nothing in {qdir}: {files}"
+    assert any(f.endswith(".eml") for f in files), f"no .eml in {qdir}: {files}"
 
 def test_abort_then_second_message():
     vpsd().lua("abort.lua")
