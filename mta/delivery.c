@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * delivery.c — vsmtpd's queue runner: a pool of delivery threads, a scan
+ * thread that re-offers due messages every [queue] run_interval, and the
+ * per-recipient route decision (delivery stage, else [delivery] default).
+ *
+ * Contract: see delivery.h.  A message id is in `in_flight` from its
+ * submission until its thread is done with it, so two threads never work
+ * on one message; a submission while it is in flight is remembered and
+ * runs again afterwards (a release from hold/ during a scan, say).  The
+ * engine's synchronous stage runner is used here on purpose: these are
+ * pool threads, not worker loops, and a delivery waits for its disk anyway.
+ */
+#include "mta/delivery.h"
+
+#include <string.h>
+
+#include "mta/local.h"
+#include "vps/log.h"
+#include "vps/message.h"
+
+struct _VpsDelivery
+{
+  VpsDaemon *daemon;
+  VpsQueue *queue;
+  GThreadPool *pool;
+  GMutex lock;
+  GCond cond;
+  GHashTable *in_flight; /* id → GINT_TO_POINTER (run again when done) */
+  GThread *scanner;
+  gboolean stopping;
+};
+
+/* ---- routes ------------------------------------------------------------------ */
+
+gboolean
+vps_delivery_parse_route (VpsConfig *cfg, const char *text, VpsRouteKind *kind, char **target,
+                          GError **error)
+{
+  *target = NULL;
+  if (g_str_has_prefix (text, "maildir:") || g_str_has_prefix (text, "mbox:"))
+    {
+      const char *path = strchr (text, ':') + 1;
+
+      *kind = text[1] == 'a' ? VPS_ROUTE_MAILDIR : VPS_ROUTE_MBOX;
+      if (*path == '\0')
+        {
+          vps_config_error_at (cfg, "delivery", "default", error, "a path is missing after %s",
+                               text);
+          return FALSE;
+        }
+      *target = vps_config_resolve_path (cfg, path);
+      return TRUE;
+    }
+  if (g_str_has_prefix (text, "relay:"))
+    {
+      *kind = VPS_ROUTE_RELAY;
+      *target = g_strdup (text + 6);
+      return TRUE;
+    }
+  if (strcmp (text, "mx") == 0)
+    {
+      *kind = VPS_ROUTE_MX;
+      return TRUE;
+    }
+  if (strcmp (text, "hold") == 0)
+    {
+      *kind = VPS_ROUTE_HOLD;
+      return TRUE;
+    }
+  vps_config_error_at (cfg, "delivery", "default", error,
+                       "expected maildir:PATH, mbox:PATH, relay:[HOST]:PORT, mx or hold");
+  return FALSE;
+}
+
+static VpsRouteKind
+route_from_decision (VpsDeliverKind kind)
+{
+  switch (kind)
+    {
+    case VPS_DELIVER_MAILDIR:
+      return VPS_ROUTE_MAILDIR;
+    case VPS_DELIVER_MBOX:
+      return VPS_ROUTE_MBOX;
+    case VPS_DELIVER_RELAY:
+      return VPS_ROUTE_RELAY;
+    case VPS_DELIVER_MX:
+    default:
+      return VPS_ROUTE_MX;
+    }
+}
+
+/* ---- one message ------------------------------------------------------------- */
+
+typedef struct
+{
+  VpsEngine *engine;
+  VpsEnvelope *env;
+  GBytes *raw;
+  VpsSession *session; /* for the delivery stage, when it has rules */
+  VpsTxn *txn;
+  gboolean hold;
+  gboolean quarantined;
+} Job;
+
+static void
+set_state (VpsQueueRcpt *r, VpsRcptState state, char *result)
+{
+  r->state = state;
+  g_free (r->result);
+  r->result = result;
+  r->updated = g_get_real_time ();
+}
+
+static void
+deliver_local (Job *job, VpsQueueRcpt *r, VpsRouteKind kind, const char *template)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = vps_local_expand (template, r->address, &error);
+  g_autofree char *file = NULL;
+  gboolean ok = FALSE;
+
+  if (path != NULL)
+    ok = kind == VPS_ROUTE_MAILDIR
+             ? vps_local_maildir_deliver (path, job->env->sender, r->address, job->raw, &file,
+                                          &error)
+             : vps_local_mbox_deliver (path, job->env->sender, r->address, job->raw, &error);
+  if (ok)
+    {
+      vps_info (job->env->id, "delivery: to=<%s> delivered %s=%s", r->address,
+                kind == VPS_ROUTE_MAILDIR ? "maildir" : "mbox", file ? file : path);
+      set_state (r, VPS_RCPT_DELIVERED,
+                 g_strdup_printf ("250 2.0.0 delivered to %s", kind == VPS_ROUTE_MAILDIR ? "maildir" : "mbox"));
+      return;
+    }
+  if (vps_local_error_is_permanent (error))
+    {
+      vps_notice (job->env->id, "delivery: to=<%s> failed: %s", r->address, error->message);
+      set_state (r, VPS_RCPT_FAILED, g_strdup_printf ("550 5.1.1 %s", error->message));
+      return;
+    }
+  vps_warning (job->env->id, "delivery: to=<%s> deferred: %s", r->address, error->message);
+  set_state (r, VPS_RCPT_DEFERRED, g_strdup_printf ("451 4.3.0 %s", error->message));
+}
+
+/* The delivery stage for one recipient: its verdict applied to r when it
+ * decided one; *kind and *target set when it chose a route. */
+static gboolean
+run_stage (Job *job, VpsQueueRcpt *r, VpsRouteKind *kind, char **target)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsStageResult) result = NULL;
+  GPtrArray *decisions = vps_txn_get_delivers (job->txn);
+  guint before = decisions ? decisions->len : 0;
+
+  vps_txn_set_rcpt (job->txn, r->address, NULL);
+  result = vps_engine_run_stage_sync (job->engine, job->session, job->txn, RULES_STAGE_DELIVERY,
+                                      NULL, &error);
+  if (result == NULL)
+    {
+      set_state (r, VPS_RCPT_DEFERRED, g_strdup_printf ("451 4.3.0 %s", error->message));
+      return TRUE;
+    }
+  switch (result->verdict)
+    {
+    case RULES_VERDICT_REJECT:
+      vps_notice (job->env->id, "delivery: to=<%s> rejected by rule \"%s\"", r->address,
+                  result->rule ? result->rule : "?");
+      set_state (r, VPS_RCPT_FAILED,
+                 g_strdup_printf ("%u %s %s", result->code, result->enhanced ? result->enhanced : "",
+                                  result->text ? result->text : ""));
+      return TRUE;
+    case RULES_VERDICT_TEMPFAIL:
+      set_state (r, VPS_RCPT_DEFERRED,
+                 g_strdup_printf ("%u %s %s", result->code, result->enhanced ? result->enhanced : "",
+                                  result->text ? result->text : ""));
+      return TRUE;
+    case RULES_VERDICT_DISCARD:
+      vps_info (job->env->id, "delivery: to=<%s> discarded by rule \"%s\"", r->address,
+                result->rule ? result->rule : "?");
+      set_state (r, VPS_RCPT_DELIVERED, g_strdup ("250 2.0.0 discarded"));
+      return TRUE;
+    case RULES_VERDICT_QUARANTINE:
+      if (!job->quarantined)
+        {
+          g_autofree char *qid = NULL;
+
+          if (!vps_engine_quarantine_txn (job->engine, job->txn, &qid, &error))
+            {
+              set_state (r, VPS_RCPT_DEFERRED, g_strdup_printf ("451 4.3.0 %s", error->message));
+              return TRUE;
+            }
+          vps_info (job->env->id, "delivery: quarantined as %s", qid);
+          job->quarantined = TRUE;
+        }
+      set_state (r, VPS_RCPT_DELIVERED, g_strdup ("250 2.0.0 quarantined"));
+      return TRUE;
+    default:
+      break;
+    }
+  decisions = vps_txn_get_delivers (job->txn);
+  for (guint i = decisions ? decisions->len : 0; i > before; i--)
+    {
+      VpsDeliverDecision *d = g_ptr_array_index (decisions, i - 1);
+
+      if (d->rcpt == NULL || g_ascii_strcasecmp (d->rcpt, r->address) == 0)
+        {
+          *kind = route_from_decision (d->kind);
+          *target = g_strdup (d->target);
+          return FALSE;
+        }
+    }
+  return FALSE;
+}
+
+static void
+prepare_stage (Job *job)
+{
+  VpsEnvelope *env = job->env;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsMessage) msg = vps_message_new (job->raw, &error);
+
+  job->session = vps_session_new ();
+  vps_session_set_client (job->session, env->client_ip ? env->client_ip : "", 0, env->client_ptr);
+  if (env->helo != NULL)
+    vps_session_set_helo (job->session, env->helo);
+  if (env->auth_user != NULL)
+    vps_session_set_auth (job->session, TRUE, env->auth_user, NULL);
+  job->txn = vps_txn_new (job->session);
+  vps_txn_set_sender (job->txn, env->sender, NULL);
+  for (guint i = 0; i < env->rcpts->len; i++)
+    vps_txn_add_rcpt (job->txn, ((VpsQueueRcpt *)g_ptr_array_index (env->rcpts, i))->address,
+                      NULL);
+  vps_txn_set_queue_id (job->txn, env->id);
+  vps_txn_set_delivery_attempts (job->txn, env->attempts);
+  if (msg != NULL)
+    vps_txn_set_message (job->txn, msg);
+}
+
+static void
+deliver_message (VpsDelivery *delivery, const char *id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (delivery->daemon);
+  g_autofree char *default_target = NULL;
+  VpsRouteKind default_kind;
+  gboolean has_rules;
+  Job job = { 0 };
+
+  job.env = vps_queue_load_envelope (delivery->queue, id, &error);
+  if (job.env == NULL)
+    {
+      /* held, deleted or delivered meanwhile */
+      if (!g_error_matches (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND))
+        vps_warning (id, "delivery: %s", error->message);
+      return;
+    }
+  if (job.env->next_attempt > g_get_real_time ())
+    goto out;
+  job.raw = vps_queue_load_message (delivery->queue, id, &error);
+  if (job.raw == NULL)
+    {
+      vps_warning (id, "delivery: %s", error->message);
+      goto out;
+    }
+  if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"),
+                                 &default_kind, &default_target, &error))
+    {
+      vps_warning (id, "delivery: %s", error->message);
+      goto out;
+    }
+  job.engine = vps_daemon_get_engine (delivery->daemon);
+  has_rules = rules_program_n_rules (vps_engine_get_program (job.engine), RULES_STAGE_DELIVERY) > 0;
+  if (has_rules)
+    prepare_stage (&job);
+
+  for (guint i = 0; i < job.env->rcpts->len; i++)
+    {
+      VpsQueueRcpt *r = g_ptr_array_index (job.env->rcpts, i);
+      VpsRouteKind kind = default_kind;
+      g_autofree char *target = NULL;
+
+      if (r->state == VPS_RCPT_DELIVERED || r->state == VPS_RCPT_FAILED)
+        continue;
+      if (has_rules && run_stage (&job, r, &kind, &target))
+        continue;
+      if (target == NULL && default_target != NULL)
+        target = g_strdup (default_target);
+      switch (kind)
+        {
+        case VPS_ROUTE_MAILDIR:
+        case VPS_ROUTE_MBOX:
+          deliver_local (&job, r, kind, target);
+          break;
+        case VPS_ROUTE_HOLD:
+          job.hold = TRUE;
+          break;
+        case VPS_ROUTE_RELAY:
+        case VPS_ROUTE_MX:
+        default:
+          /* remote delivery is not built yet: the recipient waits */
+          if (r->state != VPS_RCPT_DEFERRED)
+            vps_notice (id, "delivery: to=<%s> deferred: remote delivery not available", r->address);
+          set_state (r, VPS_RCPT_DEFERRED, g_strdup ("451 4.3.2 remote delivery not available"));
+          break;
+        }
+    }
+
+  if (vps_envelope_done (job.env))
+    {
+      if (!vps_queue_remove (delivery->queue, id, &error))
+        vps_warning (id, "delivery: removing: %s", error->message);
+      else
+        vps_info (id, "delivery: removed");
+      goto out;
+    }
+  job.env->attempts++;
+  job.env->next_attempt
+      = g_get_real_time () + vps_config_get_duration_ms (cfg, "queue", "run_interval") * 1000;
+  if (!vps_queue_update_envelope (delivery->queue, job.env, &error))
+    vps_warning (id, "delivery: envelope update: %s", error->message);
+  else if (job.hold && !vps_queue_hold (delivery->queue, id, &error))
+    vps_warning (id, "delivery: hold: %s", error->message);
+  else if (job.hold)
+    vps_info (id, "delivery: held");
+out:
+  g_clear_pointer (&job.txn, vps_txn_unref);
+  g_clear_pointer (&job.session, vps_session_unref);
+  g_clear_pointer (&job.engine, vps_engine_unref);
+  g_clear_pointer (&job.raw, g_bytes_unref);
+  g_clear_pointer (&job.env, vps_envelope_free);
+}
+
+static void
+pool_func (gpointer data, gpointer user_data)
+{
+  VpsDelivery *delivery = user_data;
+  char *id = data;
+  gboolean again;
+
+  do
+    {
+      deliver_message (delivery, id);
+      g_mutex_lock (&delivery->lock);
+      again = GPOINTER_TO_INT (g_hash_table_lookup (delivery->in_flight, id)) == 2
+              && !delivery->stopping;
+      if (again)
+        g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
+      else
+        g_hash_table_remove (delivery->in_flight, id);
+      g_mutex_unlock (&delivery->lock);
+    }
+  while (again);
+  g_free (id);
+}
+
+void
+vps_delivery_submit (VpsDelivery *delivery, const char *id)
+{
+  g_mutex_lock (&delivery->lock);
+  if (g_hash_table_contains (delivery->in_flight, id))
+    g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (2));
+  else if (!delivery->stopping)
+    {
+      g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
+      g_thread_pool_push (delivery->pool, g_strdup (id), NULL);
+    }
+  g_mutex_unlock (&delivery->lock);
+}
+
+/* ---- the scan ---------------------------------------------------------------- */
+
+static void
+scan (VpsDelivery *delivery)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) ids = vps_queue_list (delivery->queue, VPS_QUEUE_INCOMING, &error);
+
+  if (ids == NULL)
+    {
+      vps_warning (NULL, "delivery: queue scan: %s", error->message);
+      return;
+    }
+  for (guint i = 0; i < ids->len; i++)
+    {
+      const char *id = g_ptr_array_index (ids, i);
+
+      g_mutex_lock (&delivery->lock);
+      if (!g_hash_table_contains (delivery->in_flight, id) && !delivery->stopping)
+        {
+          g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
+          g_thread_pool_push (delivery->pool, g_strdup (id), NULL);
+        }
+      g_mutex_unlock (&delivery->lock);
+    }
+}
+
+static gpointer
+scanner_func (gpointer data)
+{
+  VpsDelivery *delivery = data;
+
+  g_mutex_lock (&delivery->lock);
+  while (!delivery->stopping)
+    {
+      g_autoptr (VpsConfig) cfg = vps_daemon_get_config (delivery->daemon);
+      gint64 interval = vps_config_get_duration_ms (cfg, "queue", "run_interval") * 1000;
+      gint64 until = g_get_monotonic_time () + interval;
+
+      while (!delivery->stopping && g_cond_wait_until (&delivery->cond, &delivery->lock, until))
+        ;
+      if (delivery->stopping)
+        break;
+      g_mutex_unlock (&delivery->lock);
+      scan (delivery);
+      g_mutex_lock (&delivery->lock);
+    }
+  g_mutex_unlock (&delivery->lock);
+  return NULL;
+}
+
+VpsDelivery *
+vps_delivery_new (VpsDaemon *daemon, VpsQueue *queue, GError **error)
+{
+  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (daemon);
+  g_autofree char *target = NULL;
+  VpsRouteKind kind;
+  VpsDelivery *delivery;
+
+  if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"), &kind,
+                                 &target, error))
+    return NULL;
+  delivery = g_new0 (VpsDelivery, 1);
+  delivery->daemon = daemon;
+  delivery->queue = vps_queue_ref (queue);
+  g_mutex_init (&delivery->lock);
+  g_cond_init (&delivery->cond);
+  delivery->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  delivery->pool = g_thread_pool_new_full (pool_func, delivery, g_free,
+                                      (gint)vps_config_get_int (cfg, "queue", "delivery_threads"),
+                                      FALSE, NULL);
+  return delivery;
+}
+
+void
+vps_delivery_start (VpsDelivery *delivery)
+{
+  scan (delivery);
+  delivery->scanner = g_thread_new ("vsmtpd-queue-scan", scanner_func, delivery);
+}
+
+void
+vps_delivery_free (VpsDelivery *delivery)
+{
+  if (delivery == NULL)
+    return;
+  g_mutex_lock (&delivery->lock);
+  delivery->stopping = TRUE;
+  g_cond_broadcast (&delivery->cond);
+  g_mutex_unlock (&delivery->lock);
+  if (delivery->scanner != NULL)
+    g_thread_join (delivery->scanner);
+  /* deliveries running finish; queued ones wait for the next start */
+  g_thread_pool_free (delivery->pool, TRUE, TRUE);
+  g_hash_table_unref (delivery->in_flight);
+  g_cond_clear (&delivery->cond);
+  g_mutex_clear (&delivery->lock);
+  vps_queue_unref (delivery->queue);
+  g_free (delivery);
+}

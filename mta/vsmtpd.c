@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * vsmtpd — the vps SMTP server.
+ *
+ *   vsmtpd -c FILE [--check]
+ *
+ * Loads the configuration and the rule file ([vpsd] rules), opens and
+ * recovers the spool ([queue] dir), builds the TLS contexts and the
+ * password file, and refuses to start on any error (exit 1, the error on
+ * stderr as FILE:LINE...); --check stops there (exit 0) without touching
+ * the spool.  Otherwise it runs in the foreground: the listeners of
+ * [vsmtpd] accept on the worker threads, the delivery threads deliver what
+ * is queued; SIGHUP reloads config and rules, SIGTERM/SIGINT stop
+ * accepting, let transactions finish (up to [vpsd] drain_timeout) and let
+ * running deliveries finish.
+ */
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "connectors/connectors.h"
+#include "mta/delivery.h"
+#include "mta/queue.h"
+#include "mta/smtp-server.h"
+#include "vps/daemon.h"
+#include "vps/log.h"
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL;
+  gboolean check = FALSE;
+  gboolean version = FALSE;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (VpsDaemon) daemon = NULL;
+  g_autoptr (VpsConfig) cfg = NULL;
+  g_autoptr (VpsQueue) queue = NULL;
+  g_autoptr (VpsDelivery) delivery = NULL;
+  g_autoptr (VpsSmtpServer) server = NULL;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
+    { "check", 0, 0, G_OPTION_ARG_NONE, &check, "Validate configuration and rules, then exit",
+      NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
+    { NULL },
+  };
+  int rc;
+
+  setlocale (LC_ALL, "");
+  context = g_option_context_new ("- the vps SMTP server");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      fprintf (stderr, "vsmtpd: %s\n", error->message);
+      return 2;
+    }
+  if (version)
+    {
+      printf ("vsmtpd %s\n", VPS_VERSION);
+      return 0;
+    }
+  if (config_path == NULL)
+    {
+      fprintf (stderr, "vsmtpd: -c FILE is required\n");
+      return 2;
+    }
+
+  vps_connectors_register_all ();
+  daemon = vps_daemon_new ("vsmtpd", config_path);
+  if (!vps_daemon_load (daemon, &error))
+    {
+      fprintf (stderr, "vsmtpd: %s\n", error->message);
+      return 1;
+    }
+  cfg = vps_daemon_get_config (daemon);
+  if (check)
+    {
+      /* everything the start would build, short of the spool and sockets */
+      g_autoptr (VpsSmtpServer) probe = NULL;
+      VpsRouteKind kind;
+      g_autofree char *target = NULL;
+
+      if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"),
+                                     &kind, &target, &error))
+        {
+          fprintf (stderr, "vsmtpd: %s\n", error->message);
+          return 1;
+        }
+      printf ("vsmtpd: %s: OK\n", config_path);
+      return 0;
+    }
+  queue = vps_queue_open (vps_config_get_path_value (cfg, "queue", "dir"), TRUE, &error);
+  if (queue == NULL)
+    {
+      fprintf (stderr, "vsmtpd: queue: %s\n", error->message);
+      return 1;
+    }
+  delivery = vps_delivery_new (daemon, queue, &error);
+  if (delivery == NULL)
+    {
+      fprintf (stderr, "vsmtpd: %s\n", error->message);
+      return 1;
+    }
+  vps_daemon_start_workers (daemon);
+  server = vps_smtp_server_new (daemon, queue, delivery);
+  if (!vps_smtp_server_start (server, &error))
+    {
+      vps_log (G_LOG_LEVEL_CRITICAL, NULL, "vsmtpd: %s", error->message);
+      fprintf (stderr, "vsmtpd: %s\n", error->message);
+      return 1;
+    }
+  vps_delivery_start (delivery);
+  rc = vps_daemon_run (daemon);
+  /* the workers are stopped: no session runs any more */
+  g_clear_pointer (&server, vps_smtp_server_free);
+  g_clear_pointer (&delivery, vps_delivery_free);
+  return rc;
+}
