@@ -29,8 +29,8 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	@mkdir -p var
-	@echo "vpsd: starting with $(CONF) (Ctrl-C stops it)"
-	@exec ./$(BUILD)/vps/cmd/vpsd -c $(CONF)
+	@echo "vpsd and vsmtpd: starting with $(CONF) (Ctrl-C stops both)"
+	@exec sh packaging/run-dev.sh $(BUILD) $(CONF)
 
 # Everything that must pass: unit, golden and integration tests under meson,
 # then every fuzz target for FUZZ_SECONDS on its corpus.

@@ -308,10 +308,9 @@ deliver_message (VpsDelivery *delivery, const char *id)
 
   if (vps_envelope_done (job.env))
     {
+      /* the queue logs the removal */
       if (!vps_queue_remove (delivery->queue, id, &error))
         vps_warning (id, "delivery: removing: %s", error->message);
-      else
-        vps_info (id, "delivery: removed");
       goto out;
     }
   job.env->attempts++;

@@ -222,6 +222,15 @@ void vps_smtp_session_run_stage (VpsSmtpConn *conn, RulesStage stage, VpsSmtpSta
  * quarantine get 250 elsewhere); NULL when the verdict lets it pass. */
 MailReply *vps_smtp_session_verdict_reply (VpsSmtpConn *conn, VpsStageResult *result);
 
+/* The error reply of a rule's verdict / of a parse error, counted. */
+void vps_smtp_session_error_reply (VpsSmtpConn *conn, const MailReply *reply);
+void vps_smtp_session_parse_error (VpsSmtpConn *conn, const GError *error);
+
+/* smtp-auth.c */
+void vps_smtp_auth_command (VpsSmtpConn *conn, SmtpCommand *cmd);
+/* A line read in PHASE_AUTH (a SASL response, or "*"). */
+void vps_smtp_auth_response (VpsSmtpConn *conn, const char *line);
+
 /* smtp-message.c */
 /* DATA accepted (354 sent) or BDAT started: open the queue file. */
 gboolean vps_smtp_message_begin (VpsSmtpConn *conn);

@@ -61,8 +61,8 @@ error_default (VpsSmtpConn *conn, MailReplyDefault which)
   vps_smtp_session_error (conn, text);
 }
 
-static void
-error_reply (VpsSmtpConn *conn, const MailReply *reply)
+void
+vps_smtp_session_error_reply (VpsSmtpConn *conn, const MailReply *reply)
 {
   g_autofree char *text = mail_reply_format (reply);
 
@@ -70,8 +70,8 @@ error_reply (VpsSmtpConn *conn, const MailReply *reply)
 }
 
 /* The reply of a parse error (smtp.h names each). */
-static void
-error_from_parse (VpsSmtpConn *conn, const GError *error)
+void
+vps_smtp_session_parse_error (VpsSmtpConn *conn, const GError *error)
 {
   const char *line;
 
@@ -288,7 +288,7 @@ helo_done (VpsSmtpConn *conn, VpsStageResult *result)
 
   if (reply != NULL)
     {
-      error_reply (conn, reply);
+      vps_smtp_session_error_reply (conn, reply);
       if (result->verdict == RULES_VERDICT_TEMPFAIL && result->code == 421)
         conn->close_after_flush = TRUE;
       return;
@@ -372,7 +372,7 @@ mail_done (VpsSmtpConn *conn, VpsStageResult *result)
   if (reply != NULL)
     {
       g_clear_pointer (&conn->pending, smtp_command_free);
-      error_reply (conn, reply);
+      vps_smtp_session_error_reply (conn, reply);
       return;
     }
   note_verdict (conn, result);
@@ -434,7 +434,7 @@ rcpt_done (VpsSmtpConn *conn, VpsStageResult *result)
   if (reply != NULL)
     {
       g_clear_pointer (&conn->pending, smtp_command_free);
-      error_reply (conn, reply);
+      vps_smtp_session_error_reply (conn, reply);
       return;
     }
   note_verdict (conn, result);
@@ -597,194 +597,6 @@ vps_smtp_session_tls_ready (VpsSmtpConn *conn)
   vps_smtp_conn_flush (conn);
 }
 
-/* ---- AUTH -------------------------------------------------------------------- */
-
-static void
-auth_stage_done (VpsSmtpConn *conn, VpsStageResult *result)
-{
-  g_autoptr (MailReply) reply = vps_smtp_session_verdict_reply (conn, result);
-
-  if (conn->auth_ok && reply == NULL)
-    {
-      conn->authenticated = TRUE;
-      vps_info (vps_smtp_conn_id (conn), "smtp: authenticated user=%s mechanism=%s",
-                conn->auth_user, conn->auth_mechanism);
-      vps_smtp_conn_write (conn, "235 2.7.0 Authentication successful\r\n", 37);
-      return;
-    }
-  /* a refused success is not a success */
-  vps_session_set_auth (conn->session, FALSE, conn->auth_user, conn->auth_mechanism);
-  if (reply != NULL)
-    {
-      error_reply (conn, reply);
-      return;
-    }
-  vps_notice (vps_smtp_conn_id (conn), "smtp: authentication failed mechanism=%s",
-              conn->auth_mechanism);
-  conn->errors++;
-  if (conn->errors >= conn->max_errors)
-    {
-      vps_smtp_conn_printf (conn, "421 4.7.0 %s Error: too many errors\r\n",
-                            conn->server->hostname);
-      conn->close_after_flush = TRUE;
-      return;
-    }
-  /* slow down password guessing; the reply comes after the delay */
-  vps_smtp_conn_reply_later (conn, g_strdup ("535 5.7.8 Error: authentication failed\r\n"),
-                             conn->auth_failure_delay, FALSE);
-}
-
-static void
-auth_checked (GObject *source, GAsyncResult *res, gpointer data)
-{
-  VpsSmtpConn *conn = data;
-
-  conn->auth_ok = vps_passwd_file_check_finish (conn->server->passwd, res);
-  if (!conn->closed)
-    {
-      vps_session_set_auth (conn->session, conn->auth_ok, conn->auth_user, conn->auth_mechanism);
-      conn->busy = FALSE;
-      vps_smtp_session_run_stage (conn, RULES_STAGE_AUTH, auth_stage_done);
-      if (!conn->busy)
-        vps_smtp_conn_end_async (conn);
-    }
-  vps_smtp_conn_unref (conn);
-}
-
-static void
-auth_check (VpsSmtpConn *conn, char *user, char *password)
-{
-  conn->auth_step = AUTH_STEP_NONE;
-  conn->phase = PHASE_COMMAND;
-  g_free (conn->auth_user);
-  conn->auth_user = user;
-  vps_smtp_conn_begin_async (conn);
-  vps_passwd_file_check_async (conn->server->passwd, user, password, conn->cancellable,
-                               auth_checked, vps_smtp_conn_ref (conn));
-  memset (password, 0, strlen (password));
-  g_free (password);
-}
-
-/* A PLAIN response, or a LOGIN user name / password. */
-static void
-auth_response (VpsSmtpConn *conn, const char *line)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (strcmp (line, "*") == 0)
-    {
-      conn->auth_step = AUTH_STEP_NONE;
-      conn->phase = PHASE_COMMAND;
-      vps_smtp_session_error (conn, "501 5.7.0 Authentication aborted\r\n");
-      return;
-    }
-  switch (conn->auth_step)
-    {
-    case AUTH_STEP_PLAIN:
-      {
-        g_autofree char *authzid = NULL;
-        char *authcid = NULL, *password = NULL;
-
-        if (!smtp_sasl_plain_decode (line, &authzid, &authcid, &password, &error))
-          break;
-        /* no proxy authorisation: authzid must be empty or the same user */
-        if (authzid[0] != '\0' && strcmp (authzid, authcid) != 0)
-          {
-            g_free (authcid);
-            g_free (password);
-            conn->auth_step = AUTH_STEP_NONE;
-            conn->phase = PHASE_COMMAND;
-            vps_smtp_session_error (conn, "535 5.7.8 Error: authentication failed\r\n");
-            return;
-          }
-        auth_check (conn, authcid, password);
-        return;
-      }
-    case AUTH_STEP_LOGIN_USER:
-      {
-        char *user = smtp_sasl_base64_field (line, &error);
-
-        if (user == NULL)
-          break;
-        g_free (conn->auth_user);
-        conn->auth_user = user;
-        conn->auth_step = AUTH_STEP_LOGIN_PASS;
-        vps_smtp_conn_write (conn, "334 UGFzc3dvcmQ6\r\n", 18);
-        return;
-      }
-    case AUTH_STEP_LOGIN_PASS:
-      {
-        char *password = smtp_sasl_base64_field (line, &error);
-
-        if (password == NULL)
-          break;
-        auth_check (conn, g_steal_pointer (&conn->auth_user), password);
-        return;
-      }
-    case AUTH_STEP_NONE:
-    default:
-      break;
-    }
-  conn->auth_step = AUTH_STEP_NONE;
-  conn->phase = PHASE_COMMAND;
-  if (error != NULL)
-    error_from_parse (conn, error);
-}
-
-static void
-do_auth (VpsSmtpConn *conn, SmtpCommand *cmd)
-{
-  if (conn->server->passwd == NULL)
-    {
-      vps_smtp_session_error (conn, "503 5.5.1 Error: authentication not enabled\r\n");
-      return;
-    }
-  if (!conn->helo_seen || !conn->esmtp)
-    {
-      vps_smtp_session_error (conn, "503 5.5.1 Error: send EHLO first\r\n");
-      return;
-    }
-  if (conn->authenticated)
-    {
-      vps_smtp_session_error (conn, "503 5.5.1 Error: already authenticated\r\n");
-      return;
-    }
-  if (conn->mail_seen)
-    {
-      vps_smtp_session_error (conn, "503 5.5.1 Error: MAIL transaction in progress\r\n");
-      return;
-    }
-  if (conn->tls == NULL && !conn->auth_over_plaintext)
-    {
-      vps_smtp_session_error (
-          conn, "538 5.7.11 Encryption required for requested authentication mechanism\r\n");
-      return;
-    }
-  g_free (conn->auth_mechanism);
-  conn->auth_mechanism = g_strdup (cmd->mechanism);
-  conn->phase = PHASE_AUTH;
-  if (strcmp (cmd->mechanism, "PLAIN") == 0)
-    {
-      conn->auth_step = AUTH_STEP_PLAIN;
-      if (cmd->initial_response != NULL)
-        auth_response (conn, strcmp (cmd->initial_response, "=") == 0 ? "" : cmd->initial_response);
-      else
-        vps_smtp_conn_write (conn, "334 \r\n", 6);
-      return;
-    }
-  if (strcmp (cmd->mechanism, "LOGIN") == 0)
-    {
-      conn->auth_step = AUTH_STEP_LOGIN_USER;
-      if (cmd->initial_response != NULL)
-        auth_response (conn, cmd->initial_response);
-      else
-        vps_smtp_conn_write (conn, "334 VXNlcm5hbWU6\r\n", 18);
-      return;
-    }
-  conn->phase = PHASE_COMMAND;
-  vps_smtp_session_error (conn, "504 5.5.4 Unsupported authentication mechanism\r\n");
-}
-
 /* ---- dispatch ------------------------------------------------------------------ */
 
 static void
@@ -796,7 +608,7 @@ do_command (VpsSmtpConn *conn, const char *line, gsize len, gboolean more_input)
 
   if (cmd == NULL)
     {
-      error_from_parse (conn, error);
+      vps_smtp_session_parse_error (conn, error);
       return;
     }
   /* RFC 2920: without EHLO the client may not pipeline at all */
@@ -864,7 +676,7 @@ do_command (VpsSmtpConn *conn, const char *line, gsize len, gboolean more_input)
       do_starttls (conn);
       break;
     case SMTP_CMD_AUTH:
-      do_auth (conn, cmd);
+      vps_smtp_auth_command (conn, cmd);
       break;
     default:
       error_default (conn, MAIL_REPLY_UNKNOWN_COMMAND);
@@ -937,7 +749,7 @@ vps_smtp_session_process (VpsSmtpConn *conn)
                 vps_smtp_session_error (conn, "501 5.5.2 Cannot decode response\r\n");
                 continue;
               }
-            auth_response (conn, copy);
+            vps_smtp_auth_response (conn, copy);
             continue;
           }
         if (strlen (copy) != line_len)

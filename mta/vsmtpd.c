@@ -21,6 +21,7 @@
 #include "connectors/connectors.h"
 #include "mta/delivery.h"
 #include "mta/queue.h"
+#include "mta/remote-policy.h"
 #include "mta/smtp-server.h"
 #include "vps/daemon.h"
 #include "vps/log.h"
@@ -68,6 +69,7 @@ main (int argc, char **argv)
 
   vps_connectors_register_all ();
   daemon = vps_daemon_new ("vsmtpd", config_path);
+  vps_daemon_set_engine_func (daemon, vps_remote_policy_engine_new);
   if (!vps_daemon_load (daemon, &error))
     {
       fprintf (stderr, "vsmtpd: %s\n", error->message);

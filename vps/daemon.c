@@ -30,6 +30,7 @@ struct _VpsDaemon
   VpsConfig *config;
   VpsEngine *engine;
   guint generation;
+  VpsDaemonEngineFunc engine_func; /* NULL: vps_engine_new */
 
   VpsWorker *workers;
   guint n_workers;
@@ -136,7 +137,7 @@ load_aside (VpsDaemon *daemon, VpsConfig **out_cfg, VpsEngine **out_engine, GErr
   cfg = vps_config_load (daemon->config_path, error);
   if (cfg == NULL)
     return FALSE;
-  engine = vps_engine_new (cfg, error);
+  engine = daemon->engine_func ? daemon->engine_func (cfg, error) : vps_engine_new (cfg, error);
   if (engine == NULL)
     return FALSE;
   *out_cfg = g_steal_pointer (&cfg);
@@ -393,4 +394,10 @@ vps_daemon_run (VpsDaemon *daemon)
   stop_workers (daemon);
   vps_notice (NULL, "stopped");
   return 0;
+}
+
+void
+vps_daemon_set_engine_func (VpsDaemon *daemon, VpsDaemonEngineFunc func)
+{
+  daemon->engine_func = func;
 }

@@ -32,6 +32,12 @@ VpsDaemon *vps_daemon_new (const char *program, const char *config_path);
 void vps_daemon_free (VpsDaemon *daemon);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsDaemon, vps_daemon_free)
 
+/* How the engine is built from a loaded config (before vps_daemon_load):
+ * vsmtpd builds one that sends every stage to a remote vpsd when [vsmtpd]
+ * policy says so.  The default is vps_engine_new(). */
+typedef VpsEngine *(*VpsDaemonEngineFunc) (VpsConfig *cfg, GError **error);
+void vps_daemon_set_engine_func (VpsDaemon *daemon, VpsDaemonEngineFunc func);
+
 /* First load: config, log setup, engine. */
 gboolean vps_daemon_load (VpsDaemon *daemon, GError **error);
 /* SIGHUP: reload config and rules; on error keep the old ones. */
