@@ -440,6 +440,9 @@ feed_bdat (VpsSmtpConn *conn)
     }
   if (conn->bdat_last)
     {
+      /* a bare CR at the very end is only known to be bare now */
+      smtp_data_decoder_finish_chunks (&conn->dec, conn->chunk);
+      write_chunk (conn);
       end_of_data (conn);
       return TRUE;
     }

@@ -327,9 +327,9 @@ check_known_params (SmtpCommand *cmd, GError **error)
           if (strcmp (keyword, known->keyword) != 0)
             continue;
           if (known->verb != cmd->verb)
-            return bad_param (error, keyword, cmd->verb == SMTP_CMD_MAIL
-                                                  ? "a RCPT parameter on MAIL"
-                                                  : "a MAIL parameter on RCPT");
+            return bad_param (error, keyword,
+                              cmd->verb == SMTP_CMD_MAIL ? "a RCPT parameter on MAIL"
+                                                         : "a MAIL parameter on RCPT");
           if (known->has_value && value == NULL)
             return bad_param (error, keyword, "needs a value");
           if (!known->has_value && value != NULL)
@@ -362,8 +362,8 @@ upcase_keywords (char *s)
 
 /* "FROM:<path> params" / "TO:<path> params" */
 static gboolean
-parse_mail_rcpt (SmtpCommand *cmd, const char *arg, gsize len, SmtpParseFlags flags,
-                 gboolean utf8, GError **error)
+parse_mail_rcpt (SmtpCommand *cmd, const char *arg, gsize len, SmtpParseFlags flags, gboolean utf8,
+                 GError **error)
 {
   gboolean is_mail = cmd->verb == SMTP_CMD_MAIL;
   const char *prefix = is_mail ? "FROM:" : "TO:";
@@ -407,8 +407,8 @@ parse_mail_rcpt (SmtpCommand *cmd, const char *arg, gsize len, SmtpParseFlags fl
     rest++, rlen--;
   if (rlen > 0 && (flags & SMTP_PARSE_ESMTP) == 0)
     {
-      g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX,
-                   "parameters on %s without EHLO", verbs[cmd->verb].name);
+      g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX, "parameters on %s without EHLO",
+                   verbs[cmd->verb].name);
       return FALSE;
     }
 
@@ -586,8 +586,8 @@ smtp_command_parse (const char *line, gsize len, SmtpParseFlags flags, gboolean 
 
       if ((c < 0x20 && c != '\t') || c == 0x7f)
         {
-          g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX,
-                       "control character 0x%02x in command", c);
+          g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX, "control character 0x%02x in command",
+                       c);
           return NULL;
         }
     }
@@ -618,8 +618,7 @@ smtp_command_parse (const char *line, gsize len, SmtpParseFlags flags, gboolean 
       case ARG_REQUIRED:
         if (arg_len == 0)
           {
-            g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX, "Syntax: %s argument",
-                         info->name);
+            g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX, "Syntax: %s argument", info->name);
             return NULL;
           }
         break;

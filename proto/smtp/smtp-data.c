@@ -40,8 +40,8 @@ enum
   ST_END,            /* CRLF.CRLF seen */
   ST_BARE,           /* stopped on a bare CR or LF (SMTP_BARE_REJECT) */
   /* BDAT */
-  ST_CHUNK_TEXT,     /* inside a line */
-  ST_CHUNK_CR,       /* a CR ended a chunk; emitted (NORMALIZE adds its LF later) */
+  ST_CHUNK_TEXT, /* inside a line */
+  ST_CHUNK_CR,   /* a CR ended a chunk; emitted (NORMALIZE adds its LF later) */
 };
 
 void
@@ -52,6 +52,28 @@ smtp_data_decoder_init (SmtpDataDecoder *dec)
   memset (dec, 0, sizeof *dec);
   dec->state = ST_LINE_START;
   dec->in_header = TRUE;
+}
+
+/* Whether a byte of [p, p+n) is >= 0x80; eight at a time, since this runs
+ * over every octet of every message until the first 8-bit one. */
+static gboolean
+has_high_bit (const guint8 *p, gsize n)
+{
+  const guint64 high = G_GUINT64_CONSTANT (0x8080808080808080);
+  gsize i = 0;
+
+  for (; i + 8 <= n; i += 8)
+    {
+      guint64 w;
+
+      memcpy (&w, p + i, sizeof w);
+      if (w & high)
+        return TRUE;
+    }
+  for (; i < n; i++)
+    if (p[i] >= 0x80)
+      return TRUE;
+  return FALSE;
 }
 
 /* Count message octets of one line's content, [p, p+n), no CR or LF in it. */
@@ -69,13 +91,8 @@ account_text (SmtpDataDecoder *dec, const guint8 *p, gsize n)
       if (dec->max_header_size != 0 && dec->header_size > dec->max_header_size)
         dec->header_too_big = TRUE;
     }
-  if (!dec->has_8bit)
-    for (gsize i = 0; i < n; i++)
-      if (p[i] >= 0x80)
-        {
-          dec->has_8bit = TRUE;
-          break;
-        }
+  if (!dec->has_8bit && has_high_bit (p, n))
+    dec->has_8bit = TRUE;
   if (!dec->has_nul && memchr (p, '\0', n) != NULL)
     dec->has_nul = TRUE;
 }
@@ -161,14 +178,15 @@ smtp_data_decoder_feed (SmtpDataDecoder *dec, const guint8 *buf, gsize len, GByt
     return SMTP_DATA_BARE_NEWLINE;
   g_return_val_if_fail (dec->state <= ST_DOT_CR, SMTP_DATA_MORE);
 
-/* Flush the pending run, stop with a bare newline at buf[i]. */
-#define STOP_BARE()                                                                                \
+/* Flush the pending run and stop; `past` is the offset just past the bare
+ * CR or LF (0 when it ended the previous buffer). */
+#define STOP_BARE(past)                                                                            \
   do                                                                                               \
     {                                                                                              \
       emit (dec, out, buf + run, i - run);                                                         \
       dec->state = ST_BARE;                                                                        \
       if (consumed != NULL)                                                                        \
-        *consumed = i;                                                                             \
+        *consumed = (past);                                                                        \
       return SMTP_DATA_BARE_NEWLINE;                                                               \
     }                                                                                              \
   while (0)
@@ -212,7 +230,7 @@ smtp_data_decoder_feed (SmtpDataDecoder *dec, const guint8 *buf, gsize len, GByt
               }
             /* ".\r" then something else: a bare CR on a dot-stuffed line */
             if (dec->bare == SMTP_BARE_REJECT)
-              STOP_BARE (); /* the CR before buf[i] (maybe in the previous buffer) */
+              STOP_BARE (i); /* the CR before buf[i] (maybe in the previous buffer) */
             emit_normalized (dec, out);
             dec->state = ST_TEXT;
             break;
@@ -228,7 +246,7 @@ smtp_data_decoder_feed (SmtpDataDecoder *dec, const guint8 *buf, gsize len, GByt
                 break;
               }
             if (dec->bare == SMTP_BARE_REJECT)
-              STOP_BARE (); /* the CR was in the previous buffer */
+              STOP_BARE (0); /* the CR ended the previous buffer */
             emit_normalized (dec, out);
             dec->state = ST_TEXT;
             break;
@@ -264,7 +282,7 @@ smtp_data_decoder_feed (SmtpDataDecoder *dec, const guint8 *buf, gsize len, GByt
                 }
               /* a bare CR or LF */
               if (dec->bare == SMTP_BARE_REJECT)
-                STOP_BARE ();
+                STOP_BARE (i + 1);
               emit (dec, out, buf + run, i - run);
               emit_normalized (dec, out);
               i++;
@@ -285,8 +303,7 @@ smtp_data_decoder_feed (SmtpDataDecoder *dec, const guint8 *buf, gsize len, GByt
 }
 
 void
-smtp_data_decoder_feed_chunk (SmtpDataDecoder *dec, const guint8 *buf, gsize len,
-                              GByteArray *out)
+smtp_data_decoder_feed_chunk (SmtpDataDecoder *dec, const guint8 *buf, gsize len, GByteArray *out)
 {
   gboolean normalize;
   gsize i = 0;

@@ -95,8 +95,8 @@ b64_decode (const char *b64, gsize max_decoded, gsize *out_len, GError **error)
   *out_len = 0;
   if (len > max_len)
     {
-      g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX, "response longer than %" G_GSIZE_FORMAT
-                   " octets", max_decoded);
+      g_set_error (error, SMTP_ERROR, SMTP_ERROR_SYNTAX,
+                   "response longer than %" G_GSIZE_FORMAT " octets", max_decoded);
       return NULL;
     }
   if (len == 0 || (len == 1 && b64[0] == '='))

@@ -29,16 +29,16 @@ GQuark smtp_error_quark (void);
 /* Each error names the reply the server gives (the session maps them). */
 typedef enum
 {
-  SMTP_ERROR_LINE_TOO_LONG,  /* 500 5.5.2 Error: line too long */
-  SMTP_ERROR_BARE_NEWLINE,   /* 521 5.5.2 Error: bare <LF> received (and close) */
-  SMTP_ERROR_NUL,            /* 500 5.5.2 Error: NUL in command */
-  SMTP_ERROR_UNKNOWN,        /* 502 5.5.2 Error: command not recognized */
-  SMTP_ERROR_SYNTAX,         /* 501 5.5.4 Syntax error in parameters or arguments */
-  SMTP_ERROR_BAD_SENDER,     /* 501 5.1.7 Bad sender address syntax */
-  SMTP_ERROR_BAD_RCPT,       /* 501 5.1.3 Bad recipient address syntax */
-  SMTP_ERROR_BAD_PARAM,      /* 555 5.5.4 Unsupported or malformed MAIL/RCPT parameter */
-  SMTP_ERROR_8BIT,           /* 553 5.6.7 8-bit address without SMTPUTF8 */
-  SMTP_ERROR_BAD_BASE64,     /* 501 5.5.2 Cannot decode response (AUTH) */
+  SMTP_ERROR_LINE_TOO_LONG, /* 500 5.5.2 Error: line too long */
+  SMTP_ERROR_BARE_NEWLINE,  /* 521 5.5.2 Error: bare <LF> received (and close) */
+  SMTP_ERROR_NUL,           /* 500 5.5.2 Error: NUL in command */
+  SMTP_ERROR_UNKNOWN,       /* 502 5.5.2 Error: command not recognized */
+  SMTP_ERROR_SYNTAX,        /* 501 5.5.4 Syntax error in parameters or arguments */
+  SMTP_ERROR_BAD_SENDER,    /* 501 5.1.7 Bad sender address syntax */
+  SMTP_ERROR_BAD_RCPT,      /* 501 5.1.3 Bad recipient address syntax */
+  SMTP_ERROR_BAD_PARAM,     /* 555 5.5.4 Unsupported or malformed MAIL/RCPT parameter */
+  SMTP_ERROR_8BIT,          /* 553 5.6.7 8-bit address without SMTPUTF8 */
+  SMTP_ERROR_BAD_BASE64,    /* 501 5.5.2 Cannot decode response (AUTH) */
 } SmtpError;
 
 /* ---- limits ---------------------------------------------------------------- */
@@ -164,15 +164,15 @@ typedef struct
   MailParams *params; /* every parameter as given (keywords upper-cased);
                        * an empty set when none, never NULL on MAIL/RCPT */
   /* MAIL: the known parameters, checked */
-  guint64 size;    /* SIZE=, 0 when absent */
-  SmtpBody body;   /* BODY= */
+  guint64 size;      /* SIZE=, 0 when absent */
+  SmtpBody body;     /* BODY= */
   gboolean smtputf8; /* SMTPUTF8 */
-  SmtpRet ret;     /* RET= */
-  char *envid;     /* ENVID= decoded from xtext, or NULL */
-  char *auth;      /* AUTH= (RFC 4954 §5) decoded, or NULL */
+  SmtpRet ret;       /* RET= */
+  char *envid;       /* ENVID= decoded from xtext, or NULL */
+  char *auth;        /* AUTH= (RFC 4954 §5) decoded, or NULL */
   /* RCPT: the known parameters, checked */
-  guint notify;    /* SmtpNotify bits (NEVER alone, or a combination of the others) */
-  char *orcpt;     /* ORCPT= decoded: "rfc822;addr" (addr-type;addr), or NULL */
+  guint notify; /* SmtpNotify bits (NEVER alone, or a combination of the others) */
+  char *orcpt;  /* ORCPT= decoded: "rfc822;addr" (addr-type;addr), or NULL */
 
   /* BDAT */
   guint64 chunk_size;
@@ -191,8 +191,8 @@ typedef struct
  * SMTP_ERROR_LINE_TOO_LONG.  MAIL paths accept <> and RCPT accepts
  * <postmaster>; 8-bit bytes in a path need SMTPUTF8 on MAIL (the session
  * passes MAIL's SMTPUTF8 on with `utf8`). */
-SmtpCommand *smtp_command_parse (const char *line, gsize len, SmtpParseFlags flags,
-                                 gboolean utf8, GError **error);
+SmtpCommand *smtp_command_parse (const char *line, gsize len, SmtpParseFlags flags, gboolean utf8,
+                                 GError **error);
 void smtp_command_free (SmtpCommand *cmd);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SmtpCommand, smtp_command_free)
 
@@ -220,12 +220,12 @@ typedef struct
   SmtpBarePolicy bare;
 
   /* results so far */
-  guint64 size;           /* octets of the message (all of it, also past max_size) */
-  gboolean too_big;       /* size went over max_size: output stopped there */
+  guint64 size;            /* octets of the message (all of it, also past max_size) */
+  gboolean too_big;        /* size went over max_size: output stopped there */
   gboolean header_too_big; /* the header section went over max_header_size */
-  gboolean line_too_long; /* a line over max_line */
-  gboolean has_8bit;      /* a byte >= 0x80 */
-  gboolean has_nul;       /* a NUL (stored verbatim) */
+  gboolean line_too_long;  /* a line over max_line */
+  gboolean has_8bit;       /* a byte >= 0x80 */
+  gboolean has_nul;        /* a NUL (stored verbatim) */
 
   /* private state */
   guint state;
@@ -243,9 +243,10 @@ void smtp_data_decoder_init (SmtpDataDecoder *dec);
  * that they are counted but dropped (a GByteArray holds at most G_MAXUINT
  * octets: set max_size).  *consumed is how much of buf was read: all of it
  * for MORE, up to the end sequence for END (bytes after it are the next
- * commands, pipelined), up to the offending bare CR or LF for
- * BARE_NEWLINE.  Once END or BARE_NEWLINE was returned, further feeds
- * return the same status and consume nothing.  A dot after a bare newline
+ * commands, pipelined), just past the offending bare CR or LF for
+ * BARE_NEWLINE (so the counts do not depend on how the input was split).
+ * Once END or BARE_NEWLINE was returned, further feeds return the same
+ * status and consume nothing.  A dot after a bare newline
  * (NORMALIZE) is not at a line start for SMTP framing: it is kept, and
  * never ends the message. */
 SmtpDataStatus smtp_data_decoder_feed (SmtpDataDecoder *dec, const guint8 *buf, gsize len,
@@ -269,8 +270,8 @@ void smtp_data_decoder_finish_chunks (SmtpDataDecoder *dec, GByteArray *out);
  * Fields are bounded by SMTP_MAX_SASL_FIELD; a NUL inside the password or
  * a missing field is SMTP_ERROR_SYNTAX; bad base64 SMTP_ERROR_BAD_BASE64.
  * authzid is "" when none. */
-gboolean smtp_sasl_plain_decode (const char *b64, char **authzid, char **authcid,
-                                 char **password, GError **error);
+gboolean smtp_sasl_plain_decode (const char *b64, char **authzid, char **authcid, char **password,
+                                 GError **error);
 /* One LOGIN step: the base64 of a user name or password (no NUL, bounded). */
 char *smtp_sasl_base64_field (const char *b64, GError **error);
 
