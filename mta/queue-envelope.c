@@ -66,7 +66,7 @@ vps_envelope_new (void)
 {
   VpsEnvelope *env = g_new0 (VpsEnvelope, 1);
 
-  env->sender = g_strdup ("");
+  /* sender stays NULL until the caller sets it (written as "", <>) */
   env->rcpts = g_ptr_array_new_with_free_func (rcpt_free);
   return env;
 }
@@ -279,8 +279,7 @@ vps_envelope_to_data (const VpsEnvelope *env, gboolean pretty, gsize *length)
 
 /* ---- from JSON ------------------------------------------------------------- */
 
-static gboolean
-corrupt (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+static gboolean corrupt (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 
 static gboolean
 corrupt (GError **error, const char *fmt, ...)
@@ -374,8 +373,8 @@ get_time (JsonObject *o, const char *what, const char *member, gint64 *out, GErr
 }
 
 static gboolean
-get_name (JsonObject *o, const char *what, const char *member, const char *const *names,
-          char **out, GError **error)
+get_name (JsonObject *o, const char *what, const char *member, const char *const *names, char **out,
+          GError **error)
 {
   if (!get_string (o, what, member, FALSE, out, error))
     return FALSE;
@@ -478,9 +477,9 @@ static gboolean
 envelope_fill (JsonObject *o, VpsEnvelope *env, GError **error)
 {
   static const char *const known[]
-      = { "id",      "sender",   "ret",          "envid",      "body",   "smtputf8",
-          "size",    "received", "session",      "client",     "attempts",
-          "next_attempt",        "recipients",   "report",     NULL };
+      = { "id",       "sender",       "ret",        "envid",   "body",
+          "smtputf8", "size",         "received",   "session", "client",
+          "attempts", "next_attempt", "recipients", "report",  NULL };
   const char *what = "envelope";
   JsonNode *n;
   JsonArray *rcpts;
@@ -547,78 +546,64 @@ vps_envelope_from_json (JsonObject *object, GError **error)
 
 /* ---- from bytes ------------------------------------------------------------ */
 
-/* What the parser signals tell about the text's shape (see the top). */
-typedef struct
-{
-  int depth;
-  guint roots;
-  gboolean duplicate;
-  GHashTable *sizes; /* JsonObject* → members seen so far */
-} Shape;
-
-static void
-shape_enter (JsonParser *parser, gpointer data)
-{
-  Shape *s = data;
-
-  if (s->depth++ == 0)
-    s->roots++;
-}
-
-static void
-shape_leave (JsonParser *parser, gpointer unused, gpointer data)
-{
-  ((Shape *)data)->depth--;
-}
-
-/* A member whose addition leaves the object's size as it was replaced an
- * earlier one of the same name. */
-static void
-shape_member (JsonParser *parser, JsonObject *object, const char *name, gpointer data)
-{
-  Shape *s = data;
-  guint seen = GPOINTER_TO_UINT (g_hash_table_lookup (s->sizes, object)) + 1;
-
-  if (json_object_get_size (object) != seen)
-    s->duplicate = TRUE;
-  g_hash_table_insert (s->sizes, object, GUINT_TO_POINTER (seen));
-}
-
-/* "\u0000" as an escape (an odd run of backslashes before the u). */
+/* One object, then only white space; no NUL, raw or escaped.  json-glib
+ * would read on past the object and take a second value as the root
+ * (leaking the first), and cut a string at "\u0000" without a word, so
+ * the text is scanned first and only the object handed over.  Strings are
+ * the double-quoted ones of JSON: text that uses json-glib's leniencies
+ * (single quotes, comments) may be refused here, never misread. */
 static gboolean
-has_escaped_nul (const char *data, gsize length)
+scan_text (const char *data, gsize length, gsize *end, GError **error)
 {
-  for (gsize i = 0; i + 1 < length; i++)
-    {
-      if (data[i] != '\\')
-        continue;
-      if (data[i + 1] == 'u' && i + 5 < length && memcmp (data + i + 2, "0000", 4) == 0)
-        return TRUE;
-      i++; /* the escaped character is not the start of another escape */
-    }
-  return FALSE;
-}
+  gboolean in_string = FALSE;
+  int depth = 0;
+  gsize i = 0;
 
-static gboolean
-check_text (const char *data, gsize length, GError **error)
-{
   if (length > VPS_QUEUE_MAX_ENVELOPE)
     return corrupt (error, "envelope larger than %d bytes", VPS_QUEUE_MAX_ENVELOPE);
-  if (memchr (data, '\0', length) != NULL || has_escaped_nul (data, length))
+  if (memchr (data, '\0', length) != NULL)
     return corrupt (error, "envelope has a NUL");
+  while (i < length && g_ascii_isspace (data[i]))
+    i++;
+  if (i == length || data[i] != '{')
+    return corrupt (error, "envelope is not a JSON object");
+  for (; i < length; i++)
+    {
+      char c = data[i];
+
+      if (in_string && c == '\\')
+        {
+          if (i + 5 < length && data[i + 1] == 'u' && memcmp (data + i + 2, "0000", 4) == 0)
+            return corrupt (error, "envelope has a NUL");
+          i++; /* the escaped character cannot end the string */
+        }
+      else if (c == '"')
+        in_string = !in_string;
+      else if (!in_string && (c == '{' || c == '['))
+        depth++;
+      else if (!in_string && (c == '}' || c == ']') && --depth == 0)
+        break;
+    }
+  if (i >= length)
+    return corrupt (error, "envelope: truncated");
+  *end = i + 1;
+  for (i++; i < length; i++)
+    if (!g_ascii_isspace (data[i]))
+      return corrupt (error, "envelope: text after the object");
   return TRUE;
 }
 
-static gboolean
-check_shape (JsonNode *root, const Shape *shape, GError **error)
+/* A member whose addition leaves its object's size as it was replaced an
+ * earlier one of the same name (json-glib keeps the last). */
+static void
+check_member (JsonParser *parser, JsonObject *object, const char *name, gpointer data)
 {
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    return corrupt (error, "envelope is not a JSON object");
-  if (shape->roots != 1)
-    return corrupt (error, "envelope: text after the object");
-  if (shape->duplicate)
-    return corrupt (error, "envelope: a member appears twice");
-  return TRUE;
+  GHashTable *sizes = data;
+  guint seen = GPOINTER_TO_UINT (g_hash_table_lookup (sizes, object)) + 1;
+
+  if (json_object_get_size (object) != seen)
+    g_hash_table_insert (sizes, NULL, GUINT_TO_POINTER (1)); /* NULL key: a duplicate */
+  g_hash_table_insert (sizes, object, GUINT_TO_POINTER (seen));
 }
 
 JsonNode *
@@ -626,25 +611,32 @@ vps_envelope_parse_data (const char *data, gsize length, GError **error)
 {
   g_autoptr (JsonParser) parser = NULL;
   g_autoptr (GError) local_error = NULL;
-  g_autoptr (GHashTable) sizes = g_hash_table_new (NULL, NULL);
-  Shape shape = { .sizes = sizes };
+  g_autoptr (GHashTable) sizes = NULL;
+  JsonNode *root;
+  gsize end = 0;
 
-  if (!check_text (data, length, error))
+  if (!scan_text (data, length, &end, error))
     return NULL;
   parser = json_parser_new ();
-  g_signal_connect (parser, "object-start", G_CALLBACK (shape_enter), &shape);
-  g_signal_connect (parser, "array-start", G_CALLBACK (shape_enter), &shape);
-  g_signal_connect (parser, "object-end", G_CALLBACK (shape_leave), &shape);
-  g_signal_connect (parser, "array-end", G_CALLBACK (shape_leave), &shape);
-  g_signal_connect (parser, "object-member", G_CALLBACK (shape_member), &shape);
-  if (!json_parser_load_from_data (parser, data, (gssize)length, &local_error))
+  sizes = g_hash_table_new (NULL, NULL);
+  g_signal_connect (parser, "object-member", G_CALLBACK (check_member), sizes);
+  if (!json_parser_load_from_data (parser, data, (gssize)end, &local_error))
     {
       corrupt (error, "envelope: %s", local_error->message);
       return NULL;
     }
-  if (!check_shape (json_parser_get_root (parser), &shape, error))
-    return NULL;
-  return json_node_ref (json_parser_get_root (parser));
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      corrupt (error, "envelope is not a JSON object");
+      return NULL;
+    }
+  if (g_hash_table_contains (sizes, NULL))
+    {
+      corrupt (error, "envelope: a member appears twice");
+      return NULL;
+    }
+  return json_node_ref (root);
 }
 
 VpsEnvelope *

@@ -47,12 +47,12 @@ struct _VpsQueue
 {
   gatomicrefcount ref;
   char *dir;
-  int lock_fd;          /* -1: opened without the lock (vpsctl) */
-  GMutex start_lock;    /* starting the committer */
-  GThread *committer;   /* NULL until the first commit */
-  GAsyncQueue *commits; /* Commit*, or &stop_marker */
+  int lock_fd;           /* -1: opened without the lock (vpsctl) */
+  GMutex start_lock;     /* starting the committer */
+  GThread *committer;    /* NULL until the first commit */
+  GAsyncQueue *commits;  /* Commit*, or &stop_marker */
   gboolean free_on_exit; /* the last unref happened on the committer */
-  guint64 dir_syncs;    /* atomic */
+  guint64 dir_syncs;     /* atomic */
 };
 
 struct _VpsQueueWriter
@@ -63,7 +63,7 @@ struct _VpsQueueWriter
   int fd;
   guint8 *buf;
   gsize buffered;
-  guint64 size; /* written + buffered */
+  guint64 size;  /* written + buffered */
   GError *error; /* sticky */
 };
 
@@ -178,14 +178,21 @@ read_bounded (const char *path, gsize max, GError **error)
       errno_error (error, errno, "open", path);
       return NULL;
     }
-  if (fstat (fd, &st) == 0 && (guint64)st.st_size > max)
+  if (fstat (fd, &st) != 0)
+    {
+      err = errno;
+      close (fd);
+      errno_error (error, err, "stat", path);
+      return NULL;
+    }
+  if ((guint64)st.st_size > max)
     {
       close (fd);
       g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT, "%s: larger than %zu bytes",
                    path, max);
       return NULL;
     }
-  buf = g_byte_array_sized_new ((guint)MIN ((guint64)st.st_size + 1, max + 1));
+  buf = g_byte_array_sized_new ((guint)st.st_size + 1);
   for (;;)
     {
       guint8 chunk[16384];
@@ -201,8 +208,8 @@ read_bounded (const char *path, gsize max, GError **error)
       if (buf->len + (gsize)n > max) /* grew since fstat */
         {
           close (fd);
-          g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT,
-                       "%s: larger than %zu bytes", path, max);
+          g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT, "%s: larger than %zu bytes",
+                       path, max);
           return NULL;
         }
       g_byte_array_append (buf, chunk, (guint)n);
@@ -263,11 +270,16 @@ next_id_value (void)
   return next;
 }
 
+/* Ids found in the spool.  Absurd ones (a hand-made file near 2^63) are
+ * ignored so that last + 1 cannot overflow; a collision with such a file
+ * is still refused by the commit's RENAME_NOREPLACE. */
 static void
 raise_id_floor (gint64 seen)
 {
   gint64 last = __atomic_load_n (&last_id, __ATOMIC_RELAXED);
 
+  if (seen > G_MAXINT64 / 2)
+    return;
   while (last < seen
          && !__atomic_compare_exchange_n (&last_id, &last, seen, TRUE, __ATOMIC_RELAXED,
                                           __ATOMIC_RELAXED))
@@ -347,8 +359,7 @@ recover_tmp (VpsQueue *q, GPtrArray *names)
 }
 
 static void
-move_to_corrupt (VpsQueue *q, const char *area, const char *id, const char *ext,
-                 const char *reason)
+move_to_corrupt (VpsQueue *q, const char *area, const char *id, const char *ext, const char *reason)
 {
   g_autofree char *from = spool_path (q, area, id, ext);
   g_autofree char *to = spool_path (q, "corrupt", id, ext);
@@ -619,8 +630,8 @@ vps_queue_has_space (VpsQueue *q, guint64 need)
   if (statvfs (q->dir, &sv) != 0)
     {
       /* cannot tell: let the commit find out (and fail with 451) */
-      vps_log_once ("queue-statvfs", 60, G_LOG_LEVEL_WARNING, NULL, "queue: statvfs %s: %s",
-                    q->dir, g_strerror (errno));
+      vps_log_once ("queue-statvfs", 60, G_LOG_LEVEL_WARNING, NULL, "queue: statvfs %s: %s", q->dir,
+                    g_strerror (errno));
       return TRUE;
     }
   if (!g_uint64_checked_mul (&avail, (guint64)sv.f_bavail, (guint64)sv.f_frsize))
@@ -656,8 +667,8 @@ vps_queue_writer_new (VpsQueue *q, GError **error)
       w->buf = g_malloc (VPS_QUEUE_WRITE_BUFFER);
       return w;
     }
-  g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "%s/tmp: no free id after %d attempts",
-               q->dir, NEW_FILE_ATTEMPTS);
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "%s/tmp: no free id after %d attempts", q->dir,
+               NEW_FILE_ATTEMPTS);
   return NULL;
 }
 
@@ -806,7 +817,7 @@ typedef struct
   gsize json_len;
   GTask *task;
   GError *error;
-  gboolean json_written; /* tmp/ID.json exists */
+  gboolean json_written;    /* tmp/ID.json exists */
   gboolean eml_in, json_in; /* renamed into incoming/ */
 } Commit;
 

@@ -55,7 +55,7 @@ GQuark vps_queue_error_quark (void);
 
 typedef enum
 {
-  VPS_QUEUE_ERROR_LOCKED,  /* another process owns the spool */
+  VPS_QUEUE_ERROR_LOCKED, /* another process owns the spool */
   VPS_QUEUE_ERROR_NOT_FOUND,
   VPS_QUEUE_ERROR_INVALID_ID,
   VPS_QUEUE_ERROR_CORRUPT, /* an envelope that does not parse */
@@ -82,34 +82,34 @@ const char *vps_rcpt_state_name (VpsRcptState state); /* "pending" */
 
 typedef struct
 {
-  char *address;   /* without <> */
-  char *orcpt;     /* DSN ORCPT "type;addr" decoded, or NULL */
-  guint notify;    /* SmtpNotify bits (proto/smtp), 0 = default */
+  char *address; /* without <> */
+  char *orcpt;   /* DSN ORCPT "type;addr" decoded, or NULL */
+  guint notify;  /* SmtpNotify bits (proto/smtp), 0 = default */
   VpsRcptState state;
-  char *result;    /* last result, one line ("250 2.0.0 delivered to maildir ..."), or NULL */
-  gint64 updated;  /* unix time (µs) of the last state change */
+  char *result;   /* last result, one line ("250 2.0.0 delivered to maildir ..."), or NULL */
+  gint64 updated; /* unix time (µs) of the last state change */
 } VpsQueueRcpt;
 
 typedef struct
 {
   char *id;
-  char *sender;       /* "" for <> */
-  char *ret;          /* DSN RET: "FULL", "HDRS" or NULL */
-  char *envid;        /* DSN ENVID decoded, or NULL */
-  char *body;         /* "7BIT", "8BITMIME", "BINARYMIME" or NULL */
+  char *sender; /* "" for <> (NULL from vps_envelope_new: written as "") */
+  char *ret;    /* DSN RET: "FULL", "HDRS" or NULL */
+  char *envid;  /* DSN ENVID decoded, or NULL */
+  char *body;   /* "7BIT", "8BITMIME", "BINARYMIME" or NULL */
   gboolean smtputf8;
-  guint64 size;       /* octets of ID.eml */
-  gint64 received;    /* unix time (µs) of the 250 */
-  char *session_id;   /* the SMTP session (log correlation) */
+  guint64 size;     /* octets of ID.eml */
+  gint64 received;  /* unix time (µs) of the 250 */
+  char *session_id; /* the SMTP session (log correlation) */
   char *client_ip;
-  char *client_ptr;   /* or NULL */
-  char *helo;         /* or NULL */
-  char *auth_user;    /* or NULL */
-  char *tls;          /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
-  guint attempts;     /* delivery attempts so far */
+  char *client_ptr;    /* or NULL */
+  char *helo;          /* or NULL */
+  char *auth_user;     /* or NULL */
+  char *tls;           /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
+  guint attempts;      /* delivery attempts so far */
   gint64 next_attempt; /* unix time (µs), 0 = now */
-  GPtrArray *rcpts;   /* VpsQueueRcpt*, owned */
-  JsonObject *report; /* the engine's verdicts (vps/report.h), or NULL; owned ref */
+  GPtrArray *rcpts;    /* VpsQueueRcpt*, owned */
+  JsonObject *report;  /* the engine's verdicts (vps/report.h), or NULL; owned ref */
 } VpsEnvelope;
 
 VpsEnvelope *vps_envelope_new (void);

@@ -11,6 +11,9 @@
  *   vpsctl [-c FILE] [--server HOST:PORT] quarantine delete ID
  *   vpsctl [-c FILE] [--server HOST:PORT] quarantine release ID
  *   vpsctl [-c FILE] [--server HOST:PORT] reload | stats [--json]
+ *   vpsctl [-c FILE] queue list [--hold] [--json]
+ *   vpsctl [-c FILE] queue show ID [--format raw|json]
+ *   vpsctl [-c FILE] queue delete|hold|release ID...
  *
  * check-rules, explain and run work offline, without a daemon: they read
  * the same configuration vpsd reads (-c; without it the built-in defaults,
@@ -19,9 +22,11 @@
  * admin_listen, else [grpc] listen); quarantine list, show, delete and
  * release do too when --server is given, and otherwise read the quarantine
  * directory themselves (release then sends over SMTP to [quarantine]
- * release_to from this process; docs/vpsctl.md).  Exit status: 0 success, 1 the thing checked or
- * asked for failed (a rule file that does not load, an unknown id), 2 usage.
- * `run` exits 0 whatever the verdict: the verdict is the output.
+ * release_to from this process; docs/vpsctl.md).  queue works on vsmtpd's
+ * spool ([queue] dir) in place, offline (vpsctl-queue.c).  Exit status:
+ * 0 success, 1 the thing checked or asked for failed (a rule file that
+ * does not load, an unknown id), 2 usage.  `run` exits 0 whatever the
+ * verdict: the verdict is the output.
  */
 #include <locale.h>
 #include <stdio.h>
@@ -58,7 +63,7 @@ vpsctl_usage (const char *fmt, ...)
   fputs ("\n", stderr);
   va_end (ap);
   fputs ("usage: vpsctl [-c FILE] [--server HOST:PORT] "
-         "check-rules|run|explain|quarantine|reload|stats ... (vpsctl help)\n",
+         "check-rules|run|explain|quarantine|queue|reload|stats ... (vpsctl help)\n",
          stderr);
   return VPSCTL_EXIT_USAGE;
 }
@@ -566,6 +571,12 @@ static const char help_text[]
       "  quarantine delete ID         offline; online with --server\n"
       "  quarantine release ID        send it over SMTP to [quarantine] release_to\n"
       "                               (offline; by vpsd with --server)\n"
+      "  queue list [--hold] [--json]\n"
+      "                               vsmtpd's spool ([queue] dir), oldest first\n"
+      "  queue show ID [--format raw|json]\n"
+      "  queue delete ID...           remove queued messages\n"
+      "  queue hold ID...             put aside: not delivered until released\n"
+      "  queue release ID...          give held messages back to delivery\n"
       "  reload                       online: vpsd reloads configuration and rules\n"
       "  stats [--json]               online: vpsd's counters\n"
       "\n"
@@ -660,6 +671,8 @@ main (int argc, char **argv)
     status = cmd_run (&ctl, argc - i, argv + i);
   else if (strcmp (argv[i], "quarantine") == 0)
     status = cmd_quarantine (&ctl, argc - i, argv + i);
+  else if (strcmp (argv[i], "queue") == 0)
+    status = vpsctl_cmd_queue (&ctl, argc - i, argv + i);
   else if (strcmp (argv[i], "reload") == 0)
     status = vpsctl_cmd_reload (&ctl, argc - i, argv + i);
   else if (strcmp (argv[i], "stats") == 0)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
  *
- * vpsctl.h — what the two halves of vpsctl share: the command context,
- * exit codes and helpers of vpsctl.c, and the online commands of
- * vpsctl-online.c (those that talk to a running vpsd over gRPC).
+ * vpsctl.h — what the parts of vpsctl share: the command context, exit
+ * codes and helpers of vpsctl.c, the online commands of vpsctl-online.c
+ * (those that talk to a running vpsd over gRPC) and the spool commands of
+ * vpsctl-queue.c.
  * Internal to the vpsctl program.
  */
 #pragma once
@@ -46,5 +47,8 @@ int vpsctl_cmd_stats (Ctl *ctl, int argc, char **argv);
 int vpsctl_online_quarantine_list (Ctl *ctl, const char *name, gboolean json);
 int vpsctl_online_quarantine_show (Ctl *ctl, const char *id, gboolean json);
 int vpsctl_online_quarantine_act (Ctl *ctl, const char *id, gboolean release);
+
+/* vpsctl-queue.c: `queue list|show|delete|hold|release` on [queue] dir */
+int vpsctl_cmd_queue (Ctl *ctl, int argc, char **argv);
 
 G_END_DECLS
