@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-G_DEFINE_QUARK (vps-auth-error-quark, vps_auth_error)
+G_DEFINE_QUARK (vps - auth - error - quark, vps_auth_error)
 
 /* Bytes read per read(2) while loading. */
 #define AUTH_READ_CHUNK 65536
@@ -59,10 +59,10 @@ struct _VpsPasswdFile
   char *path;
   GMutex lock; /* guards everything below */
   AuthTable *table;
-  AuthStamp stamp;     /* of the version last read, good or bad */
-  gint64 next_check;   /* monotonic µs: no stat(2) before this */
-  gint64 interval;     /* µs between stat(2) calls */
-  gboolean reloading;  /* one thread rereads the file; the others go on */
+  AuthStamp stamp;    /* of the version last read, good or bad */
+  gint64 next_check;  /* monotonic µs: no stat(2) before this */
+  gint64 interval;    /* µs between stat(2) calls */
+  gboolean reloading; /* one thread rereads the file; the others go on */
 };
 
 /* ---- crypt helpers ------------------------------------------------------ */
@@ -108,7 +108,7 @@ auth_method_prefix (const char *hash, char *buf, gsize size)
   buf[0] = '\0';
   if (hash[0] != '$' || (end = strchr (hash + 1, '$')) == NULL)
     return 0;
-  len = (gsize) (end - hash) + 1;
+  len = (gsize)(end - hash) + 1;
   if (len >= size)
     return 0;
   memcpy (buf, hash, len);
@@ -157,7 +157,7 @@ static void
 auth_table_unref (AuthTable *table)
 {
   if (table != NULL)
-    g_atomic_rc_box_release_full (table, (GDestroyNotify) auth_table_clear);
+    g_atomic_rc_box_release_full (table, (GDestroyNotify)auth_table_clear);
 }
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (AuthTable, auth_table_unref)
@@ -219,7 +219,14 @@ auth_read_file (const char *path, AuthStamp *stamp, GError **error)
       return NULL;
     }
   auth_stamp_from_stat (stamp, &st);
-  buf = g_byte_array_sized_new ((guint) MIN (st.st_size, VPS_AUTH_MAX_FILE) + 1);
+  if (st.st_size > VPS_AUTH_MAX_FILE)
+    {
+      g_set_error (error, VPS_AUTH_ERROR, VPS_AUTH_ERROR_FILE, "%s: larger than %d bytes", path,
+                   VPS_AUTH_MAX_FILE);
+      close (fd);
+      return NULL;
+    }
+  buf = g_byte_array_sized_new ((guint)MIN (st.st_size, VPS_AUTH_MAX_FILE) + 1);
   for (;;)
     {
       guint8 chunk[AUTH_READ_CHUNK];
@@ -238,14 +245,14 @@ auth_read_file (const char *path, AuthStamp *stamp, GError **error)
       if (got == 0)
         break;
       /* The size from fstat can be stale (the file grows while read). */
-      if (buf->len + (gsize) got > VPS_AUTH_MAX_FILE)
+      if (buf->len + (gsize)got > VPS_AUTH_MAX_FILE)
         {
-          g_set_error (error, VPS_AUTH_ERROR, VPS_AUTH_ERROR_FILE,
-                       "%s: larger than %d bytes", path, VPS_AUTH_MAX_FILE);
+          g_set_error (error, VPS_AUTH_ERROR, VPS_AUTH_ERROR_FILE, "%s: larger than %d bytes", path,
+                       VPS_AUTH_MAX_FILE);
           close (fd);
           return NULL;
         }
-      g_byte_array_append (buf, chunk, (guint) got);
+      g_byte_array_append (buf, chunk, (guint)got);
     }
   close (fd);
   return g_byte_array_free_to_bytes (g_steal_pointer (&buf));
@@ -270,6 +277,12 @@ auth_parse_line (const char *line, gsize len, GHashTable *users, GHashTable *fir
     start++;
   if (start == len || line[start] == '#')
     return TRUE;
+  if (start > 0)
+    {
+      /* " alice" would be a user nobody can type by mistake. */
+      *why = g_strdup ("blank before the user name");
+      return FALSE;
+    }
   if (memchr (line, '\0', len) != NULL)
     {
       *why = g_strdup ("NUL byte in line");
@@ -281,7 +294,7 @@ auth_parse_line (const char *line, gsize len, GHashTable *users, GHashTable *fir
       *why = g_strdup ("expected user:hash");
       return FALSE;
     }
-  user_len = (gsize) (colon - line);
+  user_len = (gsize)(colon - line);
   if (user_len == 0)
     {
       *why = g_strdup ("empty user name");
@@ -293,7 +306,7 @@ auth_parse_line (const char *line, gsize len, GHashTable *users, GHashTable *fir
       return FALSE;
     }
   for (gsize i = 0; i < user_len; i++)
-    if ((guchar) line[i] < 0x20 || line[i] == 0x7f)
+    if ((guchar)line[i] < 0x20 || line[i] == 0x7f)
       {
         *why = g_strdup ("control character in user name");
         return FALSE;
@@ -324,9 +337,9 @@ auth_parse_line (const char *line, gsize len, GHashTable *users, GHashTable *fir
       return FALSE;
     }
   auth_method_prefix (hash, prefix, sizeof prefix);
-  g_hash_table_replace (methods, g_strdup (prefix),
-                        GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (methods, prefix))
-                                          + 1));
+  g_hash_table_replace (
+      methods, g_strdup (prefix),
+      GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (methods, prefix)) + 1));
   g_hash_table_insert (first_line, g_strdup (user), GUINT_TO_POINTER (lineno));
   g_hash_table_insert (users, g_steal_pointer (&user), g_steal_pointer (&hash));
   return TRUE;
@@ -377,7 +390,7 @@ auth_table_load (const char *path, AuthStamp *stamp, GError **error)
   while (pos < size)
     {
       const char *nl = memchr (text + pos, '\n', size - pos);
-      gsize len = nl != NULL ? (gsize) (nl - (text + pos)) : size - pos;
+      gsize len = nl != NULL ? (gsize)(nl - (text + pos)) : size - pos;
       g_autofree char *why = NULL;
 
       lineno++;
@@ -387,8 +400,7 @@ auth_table_load (const char *path, AuthStamp *stamp, GError **error)
         auth_parse_line (text + pos, len, users, first_line, lineno, data, methods, &why);
       if (why != NULL)
         {
-          g_set_error (error, VPS_AUTH_ERROR, VPS_AUTH_ERROR_FILE, "%s:%u: %s", path, lineno,
-                       why);
+          g_set_error (error, VPS_AUTH_ERROR, VPS_AUTH_ERROR_FILE, "%s:%u: %s", path, lineno, why);
           return NULL;
         }
       pos += len + (nl != NULL ? 1 : 0);
@@ -614,7 +626,7 @@ vps_passwd_file_check_async (VpsPasswdFile *pw, const char *user, const char *pa
   check->pw = vps_passwd_file_ref (pw);
   check->user = g_strdup (user);
   check->password = g_strdup (password);
-  g_task_set_task_data (task, check, (GDestroyNotify) auth_check_free);
+  g_task_set_task_data (task, check, (GDestroyNotify)auth_check_free);
   g_task_run_in_thread (task, auth_check_thread);
 }
 

@@ -5,20 +5,25 @@
  * The file ([vsmtpd] passwd_file) has one `user:crypt-hash` line per user
  * (the hashes crypt(3) makes: yescrypt "$y$", SHA-512 "$6$", bcrypt "$2b$",
  * ... — what `mkpasswd` prints); empty lines and lines starting with '#'
- * (after optional blanks) are ignored, trailing blanks and a CR before the
- * LF are dropped.  A line without ':', with an empty user, a control
- * character or more than VPS_AUTH_MAX_USER octets in the user name, a
- * user already defined, or a hash crypt(3) cannot use is an error naming
- * FILE:LINE.  "Cannot use" is tested with crypt_r() at load: it refuses
- * the hash, or its output has another length than the hash (a bare salt
- * "$6$abc", a plaintext password taken for a DES salt) — so loading costs
- * one hash per user (yescrypt: ~15 ms each).  User names are compared
- * exactly (case-sensitive).  The file is read at load and again when its
- * mtime, size or inode changes (stat(2) at most once per
- * VPS_AUTH_RECHECK_INTERVAL, from the thread that checks a password), so
- * an admin edits it without a reload; a changed file that fails to load
- * (unreadable, removed, a bad line) keeps the last good contents and logs
- * one warning per failing version.
+ * (after optional blanks) are ignored; trailing blanks and a CR before the
+ * LF are dropped.  An error naming FILE:LINE: a line without ':', a blank
+ * before the user name, an empty user name, a control character or more
+ * than VPS_AUTH_MAX_USER octets in it, a user already defined, a line over
+ * VPS_AUTH_MAX_LINE, a NUL byte, a hash crypt(3) cannot use.  "Cannot use"
+ * is tested with crypt_r() at load: it refuses the hash, or its output is
+ * not as long as the hash (a bare salt "$6$abc", a plaintext password taken
+ * for a DES salt) — so loading costs one hash per user (yescrypt: ~15 ms).
+ * User names are compared exactly (case-sensitive).
+ *
+ * The file is read at load and again when its mtime, size or inode changes
+ * (one stat(2) at most per VPS_AUTH_RECHECK_INTERVAL, by the thread that
+ * checks a password), so an admin edits it without a reload — best by
+ * writing a new file and renaming it over the old one, as editors do: an
+ * in-place rewrite may be read half-written (and is read again at its next
+ * change).  A changed file that fails to load (unreadable, removed, a bad
+ * line) keeps the last good contents and logs one warning per failing
+ * version.  While one thread rereads the file, the others check against the
+ * previous contents.
  *
  * Checking a password runs crypt_r() — slow on purpose (yescrypt takes
  * milliseconds) — on a small thread pool, never on a worker loop.  An

@@ -165,8 +165,8 @@ static char *
 from_line (const char *sender)
 {
   static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-  static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+  static const char *const months[]
+      = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
   g_autofree char *who = g_strdup (sender != NULL && *sender ? sender : "MAILER-DAEMON");
   time_t now = time (NULL);
   struct tm tm;
@@ -227,8 +227,8 @@ append_locked (int fd, const char *path, const char *sender, const char *rcpt, G
 }
 
 gboolean
-vps_local_mbox_deliver (const char *path, const char *sender, const char *rcpt,
-                        GBytes *message, GError **error)
+vps_local_mbox_deliver (const char *path, const char *sender, const char *rcpt, GBytes *message,
+                        GError **error)
 {
   g_autofree char *dir = NULL;
   g_autofree char *lock = NULL;

@@ -110,9 +110,26 @@ vps_local_expand (const char *template, const char *rcpt, GError **error)
   /* The last "@": a quoted local part may contain one. */
   at = strrchr (rcpt, '@');
   local = at != NULL ? g_strndup (rcpt, (gsize)(at - rcpt)) : g_strdup (rcpt);
+  /* A quoted local part ("a b"@d, RFC 5321 §4.1.2) means its content: the
+   * checks below must see ".hidden", not "\".hidden\"". */
+  if (local[0] == '"')
+    {
+      g_autofree char *quoted = g_steal_pointer (&local);
+      gsize n = strlen (quoted);
+      GString *plain = g_string_new (NULL);
+
+      for (gsize i = 1; i + 1 < n; i++)
+        {
+          if (quoted[i] == '\\' && i + 2 < n)
+            i++;
+          g_string_append_c (plain, quoted[i]);
+        }
+      local = g_string_free (plain, FALSE);
+    }
   domain = g_ascii_strdown (at != NULL ? at + 1 : "", -1);
   plus = strchr (local, '+');
-  user = plus != NULL && plus != local ? g_strndup (local, (gsize)(plus - local)) : g_strdup (local);
+  user
+      = plus != NULL && plus != local ? g_strndup (local, (gsize)(plus - local)) : g_strdup (local);
 
   out = g_string_new (NULL);
   for (const char *p = template; *p; p++)
@@ -187,7 +204,6 @@ vps_local_check_envelope (const char *sender, const char *rcpt, GError **error)
 typedef struct
 {
   int fd;
-  const char *path;
   guchar *buf;
   gsize len;
   guint64 total;
@@ -260,7 +276,7 @@ vps_local_write_message (int fd, const char *path, const char *before, const cha
 {
   g_autofree guchar *buf = g_malloc (WRITE_BUFFER_SIZE);
   g_autofree char *head = NULL;
-  Writer w = { .fd = fd, .path = path, .buf = buf };
+  Writer w = { .fd = fd, .buf = buf };
   gsize size;
   const guchar *p = g_bytes_get_data (message, &size);
   const guchar *end = p + size;
@@ -473,8 +489,8 @@ move_to_new (const char *tmp, const char *final, GError **error)
 }
 
 gboolean
-vps_local_maildir_deliver (const char *path, const char *sender, const char *rcpt,
-                           GBytes *message, char **out_file, GError **error)
+vps_local_maildir_deliver (const char *path, const char *sender, const char *rcpt, GBytes *message,
+                           char **out_file, GError **error)
 {
   g_autofree char *root = NULL;
   g_autofree char *base = NULL;

@@ -1,23 +1,17 @@
 /* SPDX-License-Identifier: MIT
  *
- * queue.c — vsmtpd's spool: layout and lock, ids, the message writer, the
- * group commit, recovery, and the calls that read and move queued
- * messages.  queue.h has the layout, the contract and the crash rules;
- * queue-envelope.c the envelope file.
+ * queue.c — vsmtpd's spool: layout and lock, ids, recovery, and the calls
+ * that read and move queued messages.  queue.h has the layout, the
+ * contract and the crash rules; queue-commit.c the message writer and the
+ * group commit; queue-envelope.c the envelope file.
  *
  * Files are named by path under the spool directory (made absolute at
  * open), never through directory fds kept open: an admin who moves the
  * spool, or a broken directory, fails the next operation instead of
  * writing into a directory nobody looks at.  Every name is built from an
  * id made here or checked with vps_queue_valid_id().
- *
- * The committer thread is started by the first commit and lives as long as
- * the queue.  It does not hold a reference (the queue would never die); a
- * writer does, and the writers of a batch are freed on that thread, so the
- * last reference may be dropped there: the thread then frees the queue
- * itself when it leaves its loop instead of joining itself.
  */
-#include "mta/queue.h"
+#include "mta/queue-private.h"
 #include "vps/log.h"
 
 #include <errno.h>
@@ -33,9 +27,6 @@
 G_DEFINE_QUARK (vps - queue - error - quark, vps_queue_error)
 
 #define DIR_MODE 0700
-#define FILE_MODE 0600
-/* tmp/ID.eml already there (another process on the spool?): next id. */
-#define NEW_FILE_ATTEMPTS 5
 
 static const char *const area_dirs[] = {
   [VPS_QUEUE_INCOMING] = "incoming",
@@ -43,50 +34,24 @@ static const char *const area_dirs[] = {
   [VPS_QUEUE_CORRUPT] = "corrupt",
 };
 
-struct _VpsQueue
-{
-  gatomicrefcount ref;
-  char *dir;
-  int lock_fd;           /* -1: opened without the lock (vpsctl) */
-  GMutex start_lock;     /* starting the committer */
-  GThread *committer;    /* NULL until the first commit */
-  GAsyncQueue *commits;  /* Commit*, or &stop_marker */
-  gboolean free_on_exit; /* the last unref happened on the committer */
-  guint64 dir_syncs;     /* atomic */
-};
-
-struct _VpsQueueWriter
-{
-  VpsQueue *q; /* ref */
-  char *id;
-  char *path; /* tmp/ID.eml */
-  int fd;
-  guint8 *buf;
-  gsize buffered;
-  guint64 size;  /* written + buffered */
-  GError *error; /* sticky */
-};
-
-static char stop_marker;
-
 /* ---- small helpers --------------------------------------------------------- */
 
-static gboolean
-errno_error (GError **error, int err, const char *what, const char *path)
+gboolean
+vps_queue_errno_error (GError **error, int err, const char *what, const char *path)
 {
   g_set_error (error, G_IO_ERROR, g_io_error_from_errno (err), "%s %s: %s", what, path,
                g_strerror (err));
   return FALSE;
 }
 
-static char *
-spool_path (VpsQueue *q, const char *area, const char *id, const char *ext)
+char *
+vps_queue_path (VpsQueue *q, const char *area, const char *id, const char *ext)
 {
   return g_strconcat (q->dir, "/", area, id ? "/" : NULL, id, ext, NULL);
 }
 
-static int
-write_all (int fd, const void *data, gsize len)
+int
+vps_queue_write_all (int fd, const void *data, gsize len)
 {
   const guint8 *p = data;
 
@@ -106,8 +71,8 @@ write_all (int fd, const void *data, gsize len)
 
 /* rename(2) that refuses to replace a file (ids are unique; an existing
  * target means something is wrong and must not be overwritten). */
-static int
-rename_noreplace (const char *from, const char *to)
+int
+vps_queue_rename_noreplace (const char *from, const char *to)
 {
   if (renameat2 (AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
     return 0;
@@ -119,18 +84,18 @@ rename_noreplace (const char *from, const char *to)
   return rename (from, to) == 0 ? 0 : errno;
 }
 
-static gboolean
-fsync_dir (const char *path, GError **error)
+gboolean
+vps_queue_fsync_dir (const char *path, GError **error)
 {
   int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int err;
 
   if (fd < 0)
-    return errno_error (error, errno, "open", path);
+    return vps_queue_errno_error (error, errno, "open", path);
   err = fsync (fd) == 0 ? 0 : errno;
   close (fd);
   if (err != 0)
-    return errno_error (error, err, "fsync", path);
+    return vps_queue_errno_error (error, err, "fsync", path);
   return TRUE;
 }
 
@@ -140,28 +105,6 @@ exists (const char *path)
   struct stat st;
 
   return lstat (path, &st) == 0;
-}
-
-/* Write a new file (O_EXCL) with its content and fsync it. */
-static gboolean
-write_file_synced (const char *path, const char *data, gsize len, GError **error)
-{
-  int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
-  int err;
-
-  if (fd < 0)
-    return errno_error (error, errno, "create", path);
-  err = write_all (fd, data, len);
-  if (err == 0 && fsync (fd) != 0)
-    err = errno;
-  if (close (fd) != 0 && err == 0)
-    err = errno;
-  if (err != 0)
-    {
-      unlink (path);
-      return errno_error (error, err, "write", path);
-    }
-  return TRUE;
 }
 
 /* A file of at most `max` bytes, whole. */
@@ -175,14 +118,14 @@ read_bounded (const char *path, gsize max, GError **error)
 
   if (fd < 0)
     {
-      errno_error (error, errno, "open", path);
+      vps_queue_errno_error (error, errno, "open", path);
       return NULL;
     }
   if (fstat (fd, &st) != 0)
     {
       err = errno;
       close (fd);
-      errno_error (error, err, "stat", path);
+      vps_queue_errno_error (error, err, "stat", path);
       return NULL;
     }
   if ((guint64)st.st_size > max)
@@ -217,7 +160,7 @@ read_bounded (const char *path, gsize max, GError **error)
   close (fd);
   if (err != 0)
     {
-      errno_error (error, err, "read", path);
+      vps_queue_errno_error (error, err, "read", path);
       return NULL;
     }
   return g_byte_array_free_to_bytes (g_steal_pointer (&buf));
@@ -345,7 +288,7 @@ recover_tmp (VpsQueue *q, GPtrArray *names)
   for (guint i = 0; i < names->len; i++)
     {
       const char *name = g_ptr_array_index (names, i);
-      g_autofree char *path = spool_path (q, "tmp", name, NULL);
+      g_autofree char *path = vps_queue_path (q, "tmp", name, NULL);
       g_autofree char *id = g_strndup (name, VPS_QUEUE_ID_LEN);
       const char *log_id = vps_queue_valid_id (id) ? id : NULL;
 
@@ -361,8 +304,8 @@ recover_tmp (VpsQueue *q, GPtrArray *names)
 static void
 move_to_corrupt (VpsQueue *q, const char *area, const char *id, const char *ext, const char *reason)
 {
-  g_autofree char *from = spool_path (q, area, id, ext);
-  g_autofree char *to = spool_path (q, "corrupt", id, ext);
+  g_autofree char *from = vps_queue_path (q, area, id, ext);
+  g_autofree char *to = vps_queue_path (q, "corrupt", id, ext);
 
   if (rename (from, to) == 0)
     vps_warning (id, "queue: %s: moved to corrupt/: %s (%s/%s%s)", id, reason, area, id, ext);
@@ -376,8 +319,8 @@ move_to_corrupt (VpsQueue *q, const char *area, const char *id, const char *ext,
 static gboolean
 check_entry (VpsQueue *q, const char *area, const char *id, GError **error)
 {
-  g_autofree char *json = spool_path (q, area, id, ".json");
-  g_autofree char *eml = spool_path (q, area, id, ".eml");
+  g_autofree char *json = vps_queue_path (q, area, id, ".json");
+  g_autofree char *eml = vps_queue_path (q, area, id, ".eml");
   g_autoptr (GBytes) data = read_bounded (json, VPS_QUEUE_MAX_ENVELOPE, error);
   g_autoptr (VpsEnvelope) env = NULL;
   struct stat st;
@@ -393,7 +336,7 @@ check_entry (VpsQueue *q, const char *area, const char *id, GError **error)
       return FALSE;
     }
   if (stat (eml, &st) != 0)
-    return errno_error (error, errno, "stat", eml);
+    return vps_queue_errno_error (error, errno, "stat", eml);
   if ((guint64)st.st_size != env->size)
     {
       g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT,
@@ -445,7 +388,7 @@ recover_area (VpsQueue *q, const char *area, GPtrArray *names)
       if (flags == HAS_EML)
         {
           /* the commit point (the envelope's rename) was never reached */
-          g_autofree char *eml = spool_path (q, area, id, ".eml");
+          g_autofree char *eml = vps_queue_path (q, area, id, ".eml");
 
           if (unlink (eml) == 0)
             vps_notice (id, "queue: %s: removed %s/%s.eml: incomplete commit (no envelope)", id,
@@ -474,7 +417,7 @@ recover (VpsQueue *q, GError **error)
   for (gsize i = 0; i < G_N_ELEMENTS (spool_dirs); i++)
     {
       const char *dir = spool_dirs[i];
-      g_autofree char *path = spool_path (q, dir, NULL, NULL);
+      g_autofree char *path = vps_queue_path (q, dir, NULL, NULL);
       g_autoptr (GPtrArray) names = list_names (path, error);
 
       if (names == NULL)
@@ -496,9 +439,9 @@ recover (VpsQueue *q, GError **error)
   /* what recovery removed or moved stays so after the next crash */
   for (gsize i = 0; i < G_N_ELEMENTS (spool_dirs); i++)
     {
-      g_autofree char *path = spool_path (q, spool_dirs[i], NULL, NULL);
+      g_autofree char *path = vps_queue_path (q, spool_dirs[i], NULL, NULL);
 
-      if (!fsync_dir (path, error))
+      if (!vps_queue_fsync_dir (path, error))
         return FALSE;
     }
   return TRUE;
@@ -510,13 +453,13 @@ static gboolean
 make_layout (VpsQueue *q, GError **error)
 {
   if (g_mkdir_with_parents (q->dir, DIR_MODE) != 0)
-    return errno_error (error, errno, "create", q->dir);
+    return vps_queue_errno_error (error, errno, "create", q->dir);
   for (gsize i = 0; i < G_N_ELEMENTS (spool_dirs); i++)
     {
-      g_autofree char *path = spool_path (q, spool_dirs[i], NULL, NULL);
+      g_autofree char *path = vps_queue_path (q, spool_dirs[i], NULL, NULL);
 
       if (mkdir (path, DIR_MODE) != 0 && errno != EEXIST)
-        return errno_error (error, errno, "create", path);
+        return vps_queue_errno_error (error, errno, "create", path);
     }
   return TRUE;
 }
@@ -524,18 +467,18 @@ make_layout (VpsQueue *q, GError **error)
 static gboolean
 take_lock (VpsQueue *q, GError **error)
 {
-  g_autofree char *path = spool_path (q, "lock", NULL, NULL);
+  g_autofree char *path = vps_queue_path (q, "lock", NULL, NULL);
 
-  q->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, FILE_MODE);
+  q->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, VPS_QUEUE_FILE_MODE);
   if (q->lock_fd < 0)
-    return errno_error (error, errno, "open", path);
+    return vps_queue_errno_error (error, errno, "open", path);
   if (flock (q->lock_fd, LOCK_EX | LOCK_NB) == 0)
     return TRUE;
   if (errno == EWOULDBLOCK)
     g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_LOCKED,
                  "%s: the spool is in use by another process", q->dir);
   else
-    errno_error (error, errno, "lock", path);
+    vps_queue_errno_error (error, errno, "lock", path);
   return FALSE;
 }
 
@@ -547,20 +490,19 @@ vps_queue_open (const char *dir, gboolean recover_spool, GError **error)
 
   g_return_val_if_fail (dir != NULL, NULL);
   g_atomic_ref_count_init (&q->ref);
-  g_mutex_init (&q->start_lock);
   q->lock_fd = -1;
   q->dir = g_canonicalize_filename (dir, NULL);
-  q->commits = g_async_queue_new ();
+  vps_queue_commit_init (q);
   if (!recover_spool)
     {
       if (stat (q->dir, &st) != 0)
         {
-          errno_error (error, errno, "spool", q->dir);
+          vps_queue_errno_error (error, errno, "spool", q->dir);
           return NULL;
         }
       if (!S_ISDIR (st.st_mode))
         {
-          errno_error (error, ENOTDIR, "spool", q->dir);
+          vps_queue_errno_error (error, ENOTDIR, "spool", q->dir);
           return NULL;
         }
       return g_steal_pointer (&q);
@@ -577,13 +519,11 @@ vps_queue_ref (VpsQueue *q)
   return q;
 }
 
-static void
-queue_free (VpsQueue *q)
+void
+vps_queue_free (VpsQueue *q)
 {
   if (q->lock_fd >= 0)
     close (q->lock_fd);
-  g_async_queue_unref (q->commits);
-  g_mutex_clear (&q->start_lock);
   g_free (q->dir);
   g_free (q);
 }
@@ -593,20 +533,10 @@ vps_queue_unref (VpsQueue *q)
 {
   if (q == NULL || !g_atomic_ref_count_dec (&q->ref))
     return;
-  if (q->committer == NULL)
-    queue_free (q);
-  else if (g_thread_self () == q->committer)
-    {
-      /* inside a batch: the thread frees the queue when it leaves */
-      q->free_on_exit = TRUE;
-      g_async_queue_push (q->commits, &stop_marker);
-    }
-  else
-    {
-      g_async_queue_push (q->commits, &stop_marker);
-      g_thread_join (q->committer);
-      queue_free (q);
-    }
+  /* FALSE: the last writer was freed on the committer thread, which frees
+   * the queue itself when it leaves its loop */
+  if (vps_queue_commit_stop (q))
+    vps_queue_free (q);
 }
 
 const char *
@@ -639,417 +569,12 @@ vps_queue_has_space (VpsQueue *q, guint64 need)
   return avail >= need;
 }
 
-/* ---- writing one message ------------------------------------------------------- */
-
-VpsQueueWriter *
-vps_queue_writer_new (VpsQueue *q, GError **error)
-{
-  g_return_val_if_fail (q != NULL, NULL);
-  for (int attempt = 0; attempt < NEW_FILE_ATTEMPTS; attempt++)
-    {
-      g_autofree char *id = vps_queue_new_id ();
-      g_autofree char *path = spool_path (q, "tmp", id, ".eml");
-      int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
-      VpsQueueWriter *w;
-
-      if (fd < 0 && errno == EEXIST)
-        continue;
-      if (fd < 0)
-        {
-          errno_error (error, errno, "create", path);
-          return NULL;
-        }
-      w = g_new0 (VpsQueueWriter, 1);
-      w->q = vps_queue_ref (q);
-      w->id = g_steal_pointer (&id);
-      w->path = g_steal_pointer (&path);
-      w->fd = fd;
-      w->buf = g_malloc (VPS_QUEUE_WRITE_BUFFER);
-      return w;
-    }
-  g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "%s/tmp: no free id after %d attempts", q->dir,
-               NEW_FILE_ATTEMPTS);
-  return NULL;
-}
-
-const char *
-vps_queue_writer_get_id (VpsQueueWriter *w)
-{
-  return w->id;
-}
-
-guint64
-vps_queue_writer_get_size (VpsQueueWriter *w)
-{
-  return w->size;
-}
-
-static gboolean
-writer_failed (VpsQueueWriter *w, GError **error)
-{
-  if (w->error == NULL)
-    return FALSE;
-  g_propagate_error (error, g_error_copy (w->error));
-  return TRUE;
-}
-
-static gboolean
-writer_flush (VpsQueueWriter *w, GError **error)
-{
-  int err;
-
-  if (writer_failed (w, error))
-    return FALSE;
-  err = w->buffered > 0 ? write_all (w->fd, w->buf, w->buffered) : 0;
-  w->buffered = 0;
-  if (err != 0)
-    {
-      errno_error (&w->error, err, "write", w->path);
-      return !writer_failed (w, error);
-    }
-  return TRUE;
-}
-
-gboolean
-vps_queue_writer_write (VpsQueueWriter *w, const void *data, gsize len, GError **error)
-{
-  g_return_val_if_fail (w != NULL, FALSE);
-  if (writer_failed (w, error))
-    return FALSE;
-  if (w->buffered + len > VPS_QUEUE_WRITE_BUFFER && !writer_flush (w, error))
-    return FALSE;
-  w->size += len;
-  if (len >= VPS_QUEUE_WRITE_BUFFER)
-    {
-      int err = write_all (w->fd, data, len);
-
-      if (err != 0)
-        {
-          errno_error (&w->error, err, "write", w->path);
-          return !writer_failed (w, error);
-        }
-      return TRUE;
-    }
-  memcpy (w->buf + w->buffered, data, len);
-  w->buffered += len;
-  return TRUE;
-}
-
-GBytes *
-vps_queue_writer_map (VpsQueueWriter *w, GError **error)
-{
-  g_autoptr (GError) local_error = NULL;
-  g_autoptr (GMappedFile) map = NULL;
-
-  if (!writer_flush (w, error))
-    return NULL;
-  /* The mapping keeps the inode: it stays valid when the file is renamed,
-   * unlinked or replaced (replace writes a new file, never truncates). */
-  map = g_mapped_file_new_from_fd (w->fd, FALSE, &local_error);
-  if (map == NULL)
-    {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_file_error (local_error->code), "map %s: %s",
-                   w->path, local_error->message);
-      return NULL;
-    }
-  return g_mapped_file_get_bytes (map);
-}
-
-/* A new file renamed over the old one, never a truncation in place: bytes
- * mapped from the old content (the data stage's view) must stay valid. */
-gboolean
-vps_queue_writer_replace (VpsQueueWriter *w, GBytes *content, GError **error)
-{
-  g_autofree char *path = g_strconcat (w->path, ".new", NULL);
-  gsize len;
-  const void *data = g_bytes_get_data (content, &len);
-  int fd, err;
-
-  if (writer_failed (w, error))
-    return FALSE;
-  fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
-  if (fd < 0)
-    return errno_error (error, errno, "create", path);
-  err = write_all (fd, data, len);
-  if (err == 0 && rename (path, w->path) != 0)
-    err = errno;
-  if (err != 0)
-    {
-      close (fd);
-      unlink (path);
-      return errno_error (error, err, "replace", w->path);
-    }
-  close (w->fd);
-  w->fd = fd;
-  w->size = len;
-  w->buffered = 0;
-  return TRUE;
-}
-
-static void
-writer_free (VpsQueueWriter *w)
-{
-  if (w->fd >= 0)
-    close (w->fd);
-  g_clear_error (&w->error);
-  g_free (w->buf);
-  g_free (w->path);
-  g_free (w->id);
-  vps_queue_unref (w->q);
-  g_free (w);
-}
-
-void
-vps_queue_writer_abort (VpsQueueWriter *w)
-{
-  if (w == NULL)
-    return;
-  unlink (w->path);
-  writer_free (w);
-}
-
-/* ---- commit -------------------------------------------------------------------- */
-
-typedef struct
-{
-  VpsQueueWriter *w; /* consumed by the committer */
-  char *json;
-  gsize json_len;
-  GTask *task;
-  GError *error;
-  gboolean json_written;    /* tmp/ID.json exists */
-  gboolean eml_in, json_in; /* renamed into incoming/ */
-} Commit;
-
-static void
-commit_free (Commit *c)
-{
-  g_free (c->json);
-  g_clear_error (&c->error);
-  g_free (c);
-}
-
-static gboolean
-commit_files (VpsQueue *q, Commit *c, GError **error)
-{
-  const char *id = c->w->id;
-  g_autofree char *tmp_json = spool_path (q, "tmp", id, ".json");
-  g_autofree char *in_eml = spool_path (q, "incoming", id, ".eml");
-  g_autofree char *in_json = spool_path (q, "incoming", id, ".json");
-  int err;
-
-  if (fsync (c->w->fd) != 0)
-    return errno_error (error, errno, "fsync", c->w->path);
-  if (!write_file_synced (tmp_json, c->json, c->json_len, error))
-    return FALSE;
-  c->json_written = TRUE;
-  if ((err = rename_noreplace (c->w->path, in_eml)) != 0)
-    return errno_error (error, err, "rename to", in_eml);
-  c->eml_in = TRUE;
-  if ((err = rename_noreplace (tmp_json, in_json)) != 0)
-    return errno_error (error, err, "rename to", in_json);
-  c->json_in = TRUE;
-  return TRUE;
-}
-
-/* The envelope first: without it the message is not queued. */
-static void
-commit_undo (VpsQueue *q, Commit *c)
-{
-  const char *id = c->w->id;
-  g_autofree char *json = spool_path (q, c->json_in ? "incoming" : "tmp", id, ".json");
-  g_autofree char *eml = c->eml_in ? spool_path (q, "incoming", id, ".eml") : g_strdup (c->w->path);
-
-  if (c->json_written)
-    unlink (json);
-  unlink (eml);
-  c->json_written = c->json_in = c->eml_in = FALSE;
-}
-
-static void
-commit_batch (VpsQueue *q, GPtrArray *batch)
-{
-  g_autofree char *incoming = spool_path (q, "incoming", NULL, NULL);
-  g_autoptr (GError) sync_error = NULL;
-  guint done = 0;
-
-  for (guint i = 0; i < batch->len; i++)
-    {
-      Commit *c = g_ptr_array_index (batch, i);
-
-      if (commit_files (q, c, &c->error))
-        done++;
-      else
-        commit_undo (q, c);
-    }
-  /* one fsync of incoming/ makes every rename of the batch durable */
-  if (done > 0)
-    {
-      __atomic_add_fetch (&q->dir_syncs, 1, __ATOMIC_RELAXED);
-      if (!fsync_dir (incoming, &sync_error))
-        {
-          for (guint i = 0; i < batch->len; i++)
-            {
-              Commit *c = g_ptr_array_index (batch, i);
-
-              if (c->error != NULL)
-                continue;
-              commit_undo (q, c);
-              c->error = g_error_copy (sync_error);
-            }
-          fsync_dir (incoming, NULL);
-        }
-    }
-  for (guint i = 0; i < batch->len; i++)
-    {
-      Commit *c = g_ptr_array_index (batch, i);
-
-      if (c->error != NULL)
-        vps_warning (c->w->id, "queue: %s: commit failed: %s", c->w->id, c->error->message);
-    }
-}
-
-/* Hands the results back; frees the writers (possibly the queue's last
- * reference: nothing here touches q). */
-static void
-commit_return (GPtrArray *batch)
-{
-  for (guint i = 0; i < batch->len; i++)
-    {
-      Commit *c = g_ptr_array_index (batch, i);
-      GTask *task = c->task;
-
-      g_clear_pointer (&c->w, writer_free);
-      if (c->error != NULL)
-        g_task_return_error (task, g_steal_pointer (&c->error));
-      else
-        g_task_return_boolean (task, TRUE);
-      g_object_unref (task);
-    }
-}
-
-static gpointer
-committer_main (gpointer data)
-{
-  VpsQueue *q = data;
-  GAsyncQueue *commits = g_async_queue_ref (q->commits);
-  gpointer item;
-
-  while ((item = g_async_queue_pop (commits)) != &stop_marker)
-    {
-      g_autoptr (GPtrArray) batch = g_ptr_array_new ();
-
-      /* everything waiting goes in this group; the stop marker cannot be
-       * among it (it comes after the last reference, and every commit in
-       * the queue holds one through its writer) */
-      do
-        g_ptr_array_add (batch, item);
-      while ((item = g_async_queue_try_pop (commits)) != NULL);
-      commit_batch (q, batch);
-      commit_return (batch);
-    }
-  if (q->free_on_exit)
-    {
-      g_thread_unref (q->committer);
-      queue_free (q);
-    }
-  g_async_queue_unref (commits);
-  return NULL;
-}
-
-static void
-start_committer (VpsQueue *q)
-{
-  g_mutex_lock (&q->start_lock);
-  if (q->committer == NULL)
-    q->committer = g_thread_new ("vps-queue-commit", committer_main, q);
-  g_mutex_unlock (&q->start_lock);
-}
-
-/* The envelope as the file will hold it, checked to read back. */
-static char *
-envelope_data (const VpsEnvelope *env, gsize *len, GError **error)
-{
-  g_autofree char *data = vps_envelope_to_data (env, FALSE, len);
-  g_autoptr (VpsEnvelope) check = vps_envelope_from_data (data, *len, error);
-
-  if (check == NULL)
-    {
-      g_prefix_error (error, "%s: envelope would not read back: ", env->id);
-      return NULL;
-    }
-  return g_steal_pointer (&data);
-}
-
-void
-vps_queue_commit_async (VpsQueue *q, VpsQueueWriter *w, VpsEnvelope *env,
-                        GAsyncReadyCallback callback, gpointer user_data)
-{
-  GTask *task = g_task_new (NULL, NULL, callback, user_data);
-  GError *error = NULL;
-  Commit *c;
-
-  g_task_set_source_tag (task, vps_queue_commit_async);
-  if (g_strcmp0 (env->id, w->id) != 0)
-    g_set_error (&error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_INVALID_ID,
-                 "envelope id %s is not the writer's %s", env->id ? env->id : "(null)", w->id);
-  else if (writer_flush (w, &error))
-    {
-      env->size = w->size;
-      if (env->received == 0)
-        env->received = g_get_real_time ();
-      c = g_new0 (Commit, 1);
-      c->json = envelope_data (env, &c->json_len, &error);
-      if (c->json != NULL)
-        {
-          c->w = w;
-          c->task = task;
-          g_task_set_task_data (task, c, (GDestroyNotify)commit_free);
-          start_committer (q);
-          g_async_queue_push (q->commits, c);
-          return;
-        }
-      commit_free (c);
-    }
-  vps_warning (w->id, "queue: %s: commit failed: %s", w->id, error->message);
-  vps_queue_writer_abort (w);
-  g_task_return_error (task, error);
-  g_object_unref (task);
-}
-
-gboolean
-vps_queue_commit_finish (VpsQueue *q, GAsyncResult *result, GError **error)
-{
-  g_return_val_if_fail (g_task_is_valid (result, NULL), FALSE);
-  return g_task_propagate_boolean (G_TASK (result), error);
-}
-
-static void
-sync_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  *(GAsyncResult **)user_data = g_object_ref (result);
-}
-
-gboolean
-vps_queue_commit_sync (VpsQueue *q, VpsQueueWriter *w, VpsEnvelope *env, GError **error)
-{
-  g_autoptr (GMainContext) context = g_main_context_new ();
-  g_autoptr (GAsyncResult) result = NULL;
-
-  g_main_context_push_thread_default (context);
-  vps_queue_commit_async (q, w, env, sync_done, &result);
-  while (result == NULL)
-    g_main_context_iteration (context, TRUE);
-  g_main_context_pop_thread_default (context);
-  return vps_queue_commit_finish (q, result, error);
-}
-
 /* ---- reading and managing ------------------------------------------------------ */
 
 GPtrArray *
 vps_queue_list (VpsQueue *q, VpsQueueArea area, GError **error)
 {
-  g_autofree char *path = spool_path (q, vps_queue_area_name (area), NULL, NULL);
+  g_autofree char *path = vps_queue_path (q, vps_queue_area_name (area), NULL, NULL);
   g_autoptr (GPtrArray) names = NULL;
   GPtrArray *ids;
 
@@ -1090,7 +615,7 @@ vps_queue_locate (VpsQueue *q, const char *id, VpsQueueArea *area, GError **erro
     return FALSE;
   for (gsize i = 0; i < G_N_ELEMENTS (order); i++)
     {
-      g_autofree char *path = spool_path (q, area_dirs[order[i]], id, ".json");
+      g_autofree char *path = vps_queue_path (q, area_dirs[order[i]], id, ".json");
 
       if (exists (path))
         {
@@ -1114,7 +639,7 @@ find_file (VpsQueue *q, const char *id, const char *ext, GError **error)
 
       if (!vps_queue_locate (q, id, &area, error))
         return NULL;
-      path = spool_path (q, area_dirs[area], id, ext);
+      path = vps_queue_path (q, area_dirs[area], id, ext);
       if (exists (path))
         return g_steal_pointer (&path);
     }
@@ -1178,7 +703,7 @@ vps_queue_load_message (VpsQueue *q, const char *id, GError **error)
       if (errno == ENOENT) /* delivered or moved since */
         not_found (error, id);
       else
-        errno_error (error, errno, "open", path);
+        vps_queue_errno_error (error, errno, "open", path);
       return NULL;
     }
   map = g_mapped_file_new_from_fd (fd, FALSE, &local_error);
@@ -1192,61 +717,33 @@ vps_queue_load_message (VpsQueue *q, const char *id, GError **error)
   return g_mapped_file_get_bytes (map);
 }
 
-gboolean
-vps_queue_update_envelope (VpsQueue *q, const VpsEnvelope *env, GError **error)
-{
-  g_autofree char *tmp = NULL;
-  g_autofree char *dst = NULL;
-  g_autofree char *area_dir = NULL;
-  g_autofree char *data = NULL;
-  VpsQueueArea area;
-  gsize len;
-  int err = 0;
-
-  if (!check_id (env->id, error) || !vps_queue_locate (q, env->id, &area, error))
-    return FALSE;
-  if ((data = envelope_data (env, &len, error)) == NULL)
-    return FALSE;
-  tmp = spool_path (q, "tmp", env->id, ".json");
-  dst = spool_path (q, area_dirs[area], env->id, ".json");
-  area_dir = spool_path (q, area_dirs[area], NULL, NULL);
-  if (!write_file_synced (tmp, data, len, error))
-    return FALSE;
-  /* An exchange, not a rename: if vpsctl removed or moved the message
-   * since, it fails (ENOENT) instead of putting an envelope back. */
-  if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0)
-    {
-      err = errno;
-      if ((err == EINVAL || err == ENOSYS) && exists (dst))
-        err = rename (tmp, dst) == 0 ? 0 : errno;
-    }
-  unlink (tmp); /* the old envelope after an exchange */
-  if (err == ENOENT || err == EINVAL || err == ENOSYS)
-    return not_found (error, env->id);
-  if (err != 0)
-    return errno_error (error, err, "rename to", dst);
-  return fsync_dir (area_dir, error);
-}
-
+/* The envelope first (the commit point: a message without one is an
+ * incomplete commit that recovery deletes), then the message.
+ *
+ * No fsync of the directory: the removal becomes durable with the file
+ * system's next journal commit (seconds on ext4).  A crash before that
+ * brings the message back and delivers it again — a duplicate, which the
+ * contract allows (TESTING.md, "Durability"), never a loss; Postfix does
+ * not sync its queue directories on removal either.  An admin's delete
+ * (vpsctl queue delete) shares that window. */
 gboolean
 vps_queue_remove (VpsQueue *q, const char *id, GError **error)
 {
   g_autofree char *json = NULL;
   g_autofree char *eml = NULL;
-  g_autofree char *area_dir = NULL;
   VpsQueueArea area;
 
   if (!vps_queue_locate (q, id, &area, error))
     return FALSE;
-  json = spool_path (q, area_dirs[area], id, ".json");
-  eml = spool_path (q, area_dirs[area], id, ".eml");
-  area_dir = spool_path (q, area_dirs[area], NULL, NULL);
+  json = vps_queue_path (q, area_dirs[area], id, ".json");
+  eml = vps_queue_path (q, area_dirs[area], id, ".eml");
   if (unlink (json) != 0)
-    return errno == ENOENT ? not_found (error, id) : errno_error (error, errno, "remove", json);
+    return errno == ENOENT ? not_found (error, id)
+                           : vps_queue_errno_error (error, errno, "remove", json);
   if (unlink (eml) != 0 && errno != ENOENT)
-    return errno_error (error, errno, "remove", eml);
+    return vps_queue_errno_error (error, errno, "remove", eml);
   vps_info (id, "queue: %s: removed from %s/", id, area_dirs[area]);
-  return fsync_dir (area_dir, error);
+  return TRUE;
 }
 
 /* from/ → to/ so that a crash at any point loses nothing (queue.h): link
@@ -1255,12 +752,12 @@ vps_queue_remove (VpsQueue *q, const char *id, GError **error)
 static gboolean
 move_entry (VpsQueue *q, const char *id, VpsQueueArea from, VpsQueueArea to, GError **error)
 {
-  g_autofree char *from_eml = spool_path (q, area_dirs[from], id, ".eml");
-  g_autofree char *from_json = spool_path (q, area_dirs[from], id, ".json");
-  g_autofree char *to_eml = spool_path (q, area_dirs[to], id, ".eml");
-  g_autofree char *to_json = spool_path (q, area_dirs[to], id, ".json");
-  g_autofree char *from_dir = spool_path (q, area_dirs[from], NULL, NULL);
-  g_autofree char *to_dir = spool_path (q, area_dirs[to], NULL, NULL);
+  g_autofree char *from_eml = vps_queue_path (q, area_dirs[from], id, ".eml");
+  g_autofree char *from_json = vps_queue_path (q, area_dirs[from], id, ".json");
+  g_autofree char *to_eml = vps_queue_path (q, area_dirs[to], id, ".eml");
+  g_autofree char *to_json = vps_queue_path (q, area_dirs[to], id, ".json");
+  g_autofree char *from_dir = vps_queue_path (q, area_dirs[from], NULL, NULL);
+  g_autofree char *to_dir = vps_queue_path (q, area_dirs[to], NULL, NULL);
   int err;
 
   if (link (from_eml, to_eml) != 0)
@@ -1272,18 +769,19 @@ move_entry (VpsQueue *q, const char *id, VpsQueueArea from, VpsQueueArea to, GEr
       if (err == ENOENT)
         return not_found (error, id);
       if (err != 0)
-        return errno_error (error, err, "link to", to_eml);
+        return vps_queue_errno_error (error, err, "link to", to_eml);
     }
-  if (!fsync_dir (to_dir, error))
+  if (!vps_queue_fsync_dir (to_dir, error))
     return FALSE;
-  if ((err = rename_noreplace (from_json, to_json)) != 0)
+  if ((err = vps_queue_rename_noreplace (from_json, to_json)) != 0)
     {
       unlink (to_eml);
-      return err == ENOENT ? not_found (error, id) : errno_error (error, err, "rename to", to_json);
+      return err == ENOENT ? not_found (error, id)
+                           : vps_queue_errno_error (error, err, "rename to", to_json);
     }
   unlink (from_eml);
   vps_info (id, "queue: %s: moved from %s/ to %s/", id, area_dirs[from], area_dirs[to]);
-  return fsync_dir (to_dir, error) && fsync_dir (from_dir, error);
+  return vps_queue_fsync_dir (to_dir, error) && vps_queue_fsync_dir (from_dir, error);
 }
 
 gboolean

@@ -14,11 +14,14 @@
  * tmp/, fsyncs the message and the envelope, renames the message and then
  * the envelope into incoming/ and fsyncs incoming/ — all before the caller
  * answers 250.  The envelope's presence in incoming/ is the commit point.
- * Concurrent commits share one fsync of incoming/ (group commit): a
- * committer thread takes every commit waiting and syncs the directory once
- * for all of them.  Any failure (ENOSPC, EIO, rename) fails the commit with
- * no file left behind in incoming/ (G_IO_ERROR_NO_SPACE for ENOSPC, so the
- * session answers 451 4.3.0, or 452 4.3.1).
+ * The file fsyncs of concurrent commits run side by side on a thread pool
+ * (the file system folds them into one journal commit); then a committer
+ * thread takes every commit so synced, renames them and fsyncs incoming/
+ * once for all of them (group commit).  Any failure (ENOSPC, EIO, rename)
+ * fails the commit with no file left behind in tmp/ or incoming/
+ * (G_IO_ERROR_NO_SPACE for ENOSPC, so the session answers 451 4.3.0, or
+ * 452 4.3.1).  A removal is not synced (a crash may bring a delivered
+ * message back: a duplicate, never a loss); an envelope update is.
  *
  * Queue ids are 16 upper-case hex digits: microseconds since the epoch,
  * made strictly increasing within the process (so ids sort by arrival time
@@ -233,7 +236,9 @@ GBytes *vps_queue_load_message (VpsQueue *q, const char *id, GError **error);
  * not brought back but fails with VPS_QUEUE_ERROR_NOT_FOUND. */
 gboolean vps_queue_update_envelope (VpsQueue *q, const VpsEnvelope *env, GError **error);
 /* Delivered to every recipient (or deleted by the admin): remove the
- * envelope first (the commit point), then the message. */
+ * envelope first (the commit point), then the message.  No directory
+ * fsync: a crash soon after may bring the message back (delivered again,
+ * allowed), never lose one. */
 gboolean vps_queue_remove (VpsQueue *q, const char *id, GError **error);
 /* incoming/ → hold/ and back; holding a held message (releasing one in
  * incoming/) succeeds and changes nothing. */

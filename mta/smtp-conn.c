@@ -222,8 +222,8 @@ write_out (VpsSmtpConn *conn)
 void
 vps_smtp_conn_flush (VpsSmtpConn *conn)
 {
-  if (conn->closed)
-    return;
+  if (conn->closed || conn->phase == PHASE_HANDSHAKE)
+    return; /* handshake_step owns the sources */
   if (!write_out (conn))
     return;
   if (conn->out->len == 0 && conn->close_after_flush)
@@ -231,7 +231,7 @@ vps_smtp_conn_flush (VpsSmtpConn *conn)
       vps_smtp_conn_close (conn);
       return;
     }
-  want_input (conn, !conn->busy && !conn->close_after_flush && conn->phase != PHASE_HANDSHAKE
+  want_input (conn, !conn->busy && !conn->close_after_flush
                         && conn->out->len < VPS_SMTP_MAX_OUTPUT);
 }
 
@@ -502,8 +502,8 @@ handshake_step (VpsSmtpConn *conn)
     case VPS_TLS_CLOSED:
     case VPS_TLS_FAILED:
     default:
-      vps_notice (vps_smtp_conn_id (conn), "smtp: TLS handshake failed: %s",
-                  error ? error->message : "connection closed");
+      vps_notice (vps_smtp_conn_id (conn), "smtp: %s",
+                  error ? error->message : "TLS handshake: connection closed");
       vps_smtp_conn_close (conn);
       return;
     }

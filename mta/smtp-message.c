@@ -141,6 +141,15 @@ write_chunk (VpsSmtpConn *conn)
 
 /* ---- the end of data ------------------------------------------------------ */
 
+/* What a discarded or quarantined message gets: the reply of a queued one,
+ * so a sender cannot tell (the writer's id is unique and unused). */
+static char *
+as_if_queued (VpsSmtpConn *conn)
+{
+  return g_strdup_printf ("250 2.0.0 Ok: queued as %s\r\n", vps_queue_writer_get_id (conn->writer));
+}
+
+
 /* Finish the transaction with `line` as the reply. */
 static void
 finish (VpsSmtpConn *conn, const char *line, gboolean is_error)
@@ -267,8 +276,10 @@ commit (VpsSmtpConn *conn)
   if (rcpts->len == 0)
     {
       /* the rules removed every recipient: nothing to deliver */
+      g_autofree char *line = as_if_queued (conn);
+
       vps_info (vps_smtp_conn_id (conn), "smtp: no recipients left after the rules: discarded");
-      finish (conn, "250 2.0.0 Ok\r\n", FALSE);
+      finish (conn, line, FALSE);
       return;
     }
   call = g_new0 (CommitCall, 1);
@@ -284,6 +295,7 @@ quarantine (VpsSmtpConn *conn)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *id = NULL;
+  g_autofree char *line = NULL;
 
   if (!vps_engine_quarantine_txn (conn->engine, conn->txn, &id, &error))
     {
@@ -291,10 +303,11 @@ quarantine (VpsSmtpConn *conn)
       finish (conn, "451 4.3.0 Error: queue file write error\r\n", TRUE);
       return;
     }
+  line = as_if_queued (conn);
   vps_info (vps_smtp_conn_id (conn), "smtp: quarantined as %s in %s", id,
             vps_txn_get_quarantine (conn->txn));
   conn->n_messages++;
-  finish (conn, "250 2.0.0 Ok\r\n", FALSE);
+  finish (conn, line, FALSE);
 }
 
 static void
@@ -311,8 +324,10 @@ data_done (VpsSmtpConn *conn, VpsStageResult *result)
     }
   if (conn->discard || (result != NULL && result->verdict == RULES_VERDICT_DISCARD))
     {
+      g_autofree char *line = as_if_queued (conn);
+
       vps_info (vps_smtp_conn_id (conn), "smtp: message discarded");
-      finish (conn, "250 2.0.0 Ok\r\n", FALSE);
+      finish (conn, line, FALSE);
       return;
     }
   if (vps_txn_get_quarantine (conn->txn) != NULL)

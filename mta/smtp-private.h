@@ -142,6 +142,7 @@ struct _VpsSmtpConn
   gboolean mail_seen;
   gboolean smtputf8;
   gboolean discard;       /* a discard verdict before data */
+  guint rcpt_attempts;    /* RCPT commands in this transaction, refused ones too */
   SmtpCommand *mail;    /* the MAIL command of this transaction */
   GPtrArray *rcpt_cmds; /* SmtpCommand* of the accepted recipients */
   SmtpCommand *pending; /* the MAIL/RCPT whose stage is running */

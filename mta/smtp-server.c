@@ -69,7 +69,7 @@ ip_admit (VpsSmtpServer *server, VpsConfig *cfg, const char *ip, GInetAddress *a
       if (max_per_ip > 0 && e->sessions >= (guint)max_per_ip)
         refuse = "too many connections";
       else if (rate > 0 && e->window_count >= (guint)rate)
-        refuse = "connection rate limit exceeded";
+        refuse = "too many connections"; /* as Postfix says for both limits */
       e->window_count++;
       if (refuse == NULL)
         e->sessions++;
@@ -267,30 +267,19 @@ on_accept (GSocket *socket, gpointer data)
 
 /* ---- start ------------------------------------------------------------------- */
 
-static gboolean
-parse_exceptions (VpsSmtpServer *server, VpsConfig *cfg, GError **error)
+/* The config checked every entry ([vsmtpd] limit_exceptions is a CIDR list). */
+static void
+parse_exceptions (VpsSmtpServer *server, VpsConfig *cfg)
 {
-  const char *text = vps_config_get_string (cfg, "vsmtpd", "limit_exceptions");
-  g_auto (GStrv) items = g_strsplit (text ? text : "", ",", -1);
+  const char *const *items = vps_config_get_strv (cfg, "vsmtpd", "limit_exceptions");
 
-  for (guint i = 0; items[i]; i++)
+  for (guint i = 0; items && items[i]; i++)
     {
-      g_autoptr (GError) local = NULL;
-      char *item = g_strstrip (items[i]);
-      GInetAddressMask *mask;
+      GInetAddressMask *mask = g_inet_address_mask_new_from_string (items[i], NULL);
 
-      if (*item == '\0')
-        continue;
-      mask = g_inet_address_mask_new_from_string (item, &local);
-      if (mask == NULL)
-        {
-          vps_config_error_at (cfg, "vsmtpd", "limit_exceptions", error, "%s: %s", item,
-                               local->message);
-          return FALSE;
-        }
-      g_ptr_array_add (server->exceptions, mask);
+      if (mask != NULL)
+        g_ptr_array_add (server->exceptions, mask);
     }
-  return TRUE;
 }
 
 static gboolean
@@ -384,7 +373,7 @@ vps_smtp_server_new (VpsDaemon *daemon, VpsQueue *queue, VpsDelivery *delivery)
   VpsSmtpServer *server = g_new0 (VpsSmtpServer, 1);
 
   server->daemon = daemon;
-  server->queue = vps_queue_ref (queue);
+  server->queue = queue ? vps_queue_ref (queue) : NULL;
   server->delivery = delivery;
   g_mutex_init (&server->ip_lock);
   server->ips = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -396,16 +385,16 @@ vps_smtp_server_new (VpsDaemon *daemon, VpsQueue *queue, VpsDelivery *delivery)
 }
 
 gboolean
-vps_smtp_server_start (VpsSmtpServer *server, GError **error)
+vps_smtp_server_prepare (VpsSmtpServer *server, GError **error)
 {
   g_autoptr (VpsConfig) cfg = vps_daemon_get_config (server->daemon);
-  static const char *const keys[VPS_SMTP_N_ROLES]
-      = { "listen", "listen_submission", "listen_submissions" };
   const char *hostname = vps_config_get_string (cfg, "vsmtpd", "hostname");
   const char *passwd = vps_config_get_path_value (cfg, "vsmtpd", "passwd_file");
 
+  g_return_val_if_fail (server->hostname == NULL, FALSE);
   server->hostname = g_strdup (hostname ? hostname : g_get_host_name ());
-  if (!parse_exceptions (server, cfg, error) || !build_tls (server, cfg, error))
+  parse_exceptions (server, cfg);
+  if (!build_tls (server, cfg, error))
     return FALSE;
   if (passwd != NULL)
     {
@@ -418,6 +407,18 @@ vps_smtp_server_start (VpsSmtpServer *server, GError **error)
           return FALSE;
         }
     }
+  return TRUE;
+}
+
+gboolean
+vps_smtp_server_start (VpsSmtpServer *server, GError **error)
+{
+  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (server->daemon);
+  static const char *const keys[VPS_SMTP_N_ROLES]
+      = { "listen", "listen_submission", "listen_submissions" };
+
+  if (!vps_smtp_server_prepare (server, error))
+    return FALSE;
   for (int role = 0; role < VPS_SMTP_N_ROLES; role++)
     {
       const char *const *addresses = vps_config_get_strv (cfg, "vsmtpd", keys[role]);
@@ -458,7 +459,7 @@ vps_smtp_server_free (VpsSmtpServer *server)
   g_mutex_clear (&server->ip_lock);
   g_ptr_array_unref (server->exceptions);
   g_ptr_array_unref (server->listeners);
-  vps_queue_unref (server->queue);
+  g_clear_pointer (&server->queue, vps_queue_unref);
   g_free (server->hostname);
   g_free (server);
 }

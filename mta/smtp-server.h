@@ -27,7 +27,11 @@ G_BEGIN_DECLS
 typedef struct _VpsSmtpServer VpsSmtpServer;
 
 VpsSmtpServer *vps_smtp_server_new (VpsDaemon *daemon, VpsQueue *queue, VpsDelivery *delivery);
-/* Bind every configured listener (workers must be running). */
+/* Build what the listeners need from the config (TLS contexts, password
+ * file, limit exceptions): FILE:LINE: [group] key: errors.  `vsmtpd
+ * --check` stops here. */
+gboolean vps_smtp_server_prepare (VpsSmtpServer *server, GError **error);
+/* Prepare, then bind every configured listener (workers must be running). */
 gboolean vps_smtp_server_start (VpsSmtpServer *server, GError **error);
 guint vps_smtp_server_n_sessions (VpsSmtpServer *server);
 void vps_smtp_server_free (VpsSmtpServer *server);

@@ -211,7 +211,19 @@ connect_done (VpsSmtpConn *conn, VpsStageResult *result)
   if (reply != NULL)
     {
       /* refused at connect: say why and hang up (Postfix waits for RCPT with
-       * smtpd_delay_reject; we have nothing to wait for) */
+       * smtpd_delay_reject; we have nothing to wait for).  A temporary
+       * refusal that closes is a 421 (RFC 5321 §3.8). */
+      if (mail_reply_get_code (reply) / 100 == 4 && mail_reply_get_code (reply) != 421)
+        {
+          g_autofree char *text = mail_reply_get_text (reply);
+          MailReply *closing = mail_reply_new (421, mail_reply_get_enhanced (reply), text, NULL);
+
+          if (closing != NULL)
+            {
+              mail_reply_unref (reply);
+              reply = closing;
+            }
+        }
       vps_smtp_conn_reply (conn, reply);
       conn->close_after_flush = TRUE;
       return;
@@ -246,7 +258,7 @@ vps_smtp_session_timeout (VpsSmtpConn *conn)
   vps_notice (vps_smtp_conn_id (conn), "smtp: timeout %s",
               conn->phase == PHASE_DATA || conn->phase == PHASE_BDAT ? "in data" : "waiting for a command");
   vps_smtp_message_abort (conn);
-  reply_default (conn, MAIL_REPLY_TIMEOUT);
+  vps_smtp_conn_printf (conn, "421 4.4.2 %s Error: timeout exceeded\r\n", conn->server->hostname);
   conn->close_after_flush = TRUE;
   vps_smtp_conn_flush (conn);
 }
@@ -261,6 +273,7 @@ vps_smtp_session_reset_txn (VpsSmtpConn *conn)
   conn->smtputf8 = FALSE;
   conn->bdat_seen = FALSE;
   conn->discard = FALSE;
+  conn->rcpt_attempts = 0;
   g_clear_pointer (&conn->mail, smtp_command_free);
   g_clear_pointer (&conn->pending, smtp_command_free);
   g_ptr_array_set_size (conn->rcpt_cmds, 0);
@@ -467,6 +480,7 @@ do_rcpt (VpsSmtpConn *conn, SmtpCommand *cmd)
       reply_default (conn, MAIL_REPLY_TOO_MANY_RCPTS);
       return;
     }
+  conn->rcpt_attempts++;
   params = param_strings (cmd);
   vps_txn_set_rcpt (conn->txn, mail_path_get_address (cmd->path), (const char *const *)params);
   conn->pending = cmd;
@@ -485,7 +499,10 @@ data_ready (VpsSmtpConn *conn, const char *verb)
     }
   if (conn->rcpt_cmds->len == 0)
     {
-      vps_smtp_session_error (conn, "554 5.5.1 Error: no valid recipients\r\n");
+      /* as Postfix: no RCPT at all, or only refused ones */
+      vps_smtp_session_error (conn, conn->rcpt_attempts == 0
+                                        ? "503 5.5.1 Error: need RCPT command\r\n"
+                                        : "554 5.5.1 Error: no valid recipients\r\n");
       return FALSE;
     }
   return TRUE;
@@ -506,8 +523,7 @@ do_data (VpsSmtpConn *conn, gboolean more_input)
       /* content before the 354: a client that does not wait (RFC 2920
        * §3.1: DATA ends a group) — or a smuggling attempt */
       vps_notice (vps_smtp_conn_id (conn), "smtp: improper pipelining after DATA");
-      vps_smtp_conn_write (conn, "554 5.5.0 Error: improper use of SMTP command pipelining\r\n",
-                           58);
+      vps_smtp_conn_write (conn, "554 5.5.0 Error: SMTP protocol synchronization\r\n", 48);
       conn->close_after_flush = TRUE;
       return;
     }
@@ -616,8 +632,7 @@ do_command (VpsSmtpConn *conn, const char *line, gsize len, gboolean more_input)
     {
       vps_notice (vps_smtp_conn_id (conn), "smtp: improper pipelining after %s",
                   smtp_verb_name (cmd->verb));
-      vps_smtp_conn_write (conn, "554 5.5.0 Error: improper use of SMTP command pipelining\r\n",
-                           58);
+      vps_smtp_conn_write (conn, "554 5.5.0 Error: SMTP protocol synchronization\r\n", 48);
       conn->close_after_flush = TRUE;
       smtp_command_free (cmd);
       return;

@@ -28,7 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
-G_DEFINE_QUARK (vps-tls-error-quark, vps_tls_error)
+G_DEFINE_QUARK (vps - tls - error - quark, vps_tls_error)
 
 /* OpenSSL can stack many entries for one failure (a PEM file with several
  * bad blocks); the first few say what happened. */
@@ -429,40 +429,40 @@ tls_status (VpsTlsConn *conn, int ret, int saved_errno, VpsTlsError code, const 
 
   switch (ssl_error)
     {
-    case SSL_ERROR_WANT_READ:
-      ERR_clear_error ();
-      return VPS_TLS_WANT_READ;
-    case SSL_ERROR_WANT_WRITE:
-      ERR_clear_error ();
-      return VPS_TLS_WANT_WRITE;
-    case SSL_ERROR_ZERO_RETURN:
-      ERR_clear_error ();
-      if (code == VPS_TLS_ERROR_HANDSHAKE)
-        {
-          /* close_notify before the handshake finished: no session. */
+      case SSL_ERROR_WANT_READ:
+        ERR_clear_error ();
+        return VPS_TLS_WANT_READ;
+      case SSL_ERROR_WANT_WRITE:
+        ERR_clear_error ();
+        return VPS_TLS_WANT_WRITE;
+      case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error ();
+        if (code == VPS_TLS_ERROR_HANDSHAKE)
+          {
+            /* close_notify before the handshake finished: no session. */
+            why = "the peer closed the connection";
+            break;
+          }
+        conn->closed = TRUE;
+        return VPS_TLS_CLOSED;
+      case SSL_ERROR_SYSCALL:
+        reasons = tls_drain_errors ();
+        if (reasons != NULL)
+          why = reasons;
+        else if (saved_errno != 0)
+          why = g_strerror (saved_errno);
+        else
           why = "the peer closed the connection";
-          break;
-        }
-      conn->closed = TRUE;
-      return VPS_TLS_CLOSED;
-    case SSL_ERROR_SYSCALL:
-      reasons = tls_drain_errors ();
-      if (reasons != NULL)
-        why = reasons;
-      else if (saved_errno != 0)
-        why = g_strerror (saved_errno);
-      else
-        why = "the peer closed the connection";
-      break;
-    case SSL_ERROR_SSL:
-      reasons = tls_drain_errors ();
-      why = reasons != NULL ? reasons : "protocol error";
-      break;
-    default:
-      /* WANT_X509_LOOKUP, WANT_ASYNC ...: nothing here enables them. */
-      ERR_clear_error ();
-      why = "unexpected OpenSSL state";
-      break;
+        break;
+      case SSL_ERROR_SSL:
+        reasons = tls_drain_errors ();
+        why = reasons != NULL ? reasons : "protocol error";
+        break;
+      default:
+        /* WANT_X509_LOOKUP, WANT_ASYNC ...: nothing here enables them. */
+        ERR_clear_error ();
+        why = "unexpected OpenSSL state";
+        break;
     }
   conn->failed = TRUE;
   g_set_error (error, VPS_TLS_ERROR, code, "TLS %s: %s", what, why);
@@ -562,7 +562,7 @@ vps_tls_conn_pending (VpsTlsConn *conn)
   if (conn->failed)
     return 0;
   pending = SSL_pending (conn->ssl);
-  return pending > 0 ? (gsize) pending : 0;
+  return pending > 0 ? (gsize)pending : 0;
 }
 
 void
@@ -578,7 +578,7 @@ vps_tls_conn_shutdown (VpsTlsConn *conn)
   ERR_clear_error ();
   /* One attempt: 0 (sent, peer's not seen yet), or WANT_WRITE when the
    * socket is full; either way the caller is about to close. */
-  (void) SSL_shutdown (conn->ssl);
+  (void)SSL_shutdown (conn->ssl);
   ERR_clear_error ();
 }
 
@@ -622,7 +622,7 @@ vps_tls_conn_dup_peer_subject (VpsTlsConn *conn)
     {
       len = BIO_get_mem_data (mem, &data);
       if (len > 0 && data != NULL)
-        subject = g_strndup (data, MIN ((gsize) len, (gsize) TLS_MAX_PEER_SUBJECT));
+        subject = g_strndup (data, MIN ((gsize)len, (gsize)TLS_MAX_PEER_SUBJECT));
     }
   BIO_free (mem);
   ERR_clear_error ();

@@ -11,9 +11,9 @@
  * wildcard; a trailing dot is ignored; no match → the default), the
  * lowest protocol version (default TLSv1.2), the TLS ≤ 1.2 cipher list and
  * the TLS 1.3 cipher suites.  Compression and renegotiation are off;
- * session tickets on; an encrypted key is refused (never a prompt).  Certificates and keys are checked at load
- * (a key that does not match its certificate is an error naming both
- * files).
+ * session tickets on; an encrypted key is refused (never a prompt).
+ * Certificates and keys are checked at load (a key that does not match its
+ * certificate is an error naming both files).
  *
  * A VpsTlsConn runs one connection over a non-blocking file descriptor the
  * caller keeps owning (SSL_set_fd): handshake, read and write never block

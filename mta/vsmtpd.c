@@ -15,6 +15,7 @@
  * running deliveries finish.
  */
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -49,6 +50,11 @@ main (int argc, char **argv)
   int rc;
 
   setlocale (LC_ALL, "");
+  /* OpenSSL writes with write(2): a client gone mid-reply must be an
+   * EPIPE, not the end of the daemon; and a file-size limit must fail one
+   * delivery (EFBIG, retried), not kill us */
+  signal (SIGPIPE, SIG_IGN);
+  signal (SIGXFSZ, SIG_IGN);
   context = g_option_context_new ("- the vps SMTP server");
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
@@ -83,8 +89,10 @@ main (int argc, char **argv)
       VpsRouteKind kind;
       g_autofree char *target = NULL;
 
+      probe = vps_smtp_server_new (daemon, NULL, NULL);
       if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"),
-                                     &kind, &target, &error))
+                                     &kind, &target, &error)
+          || !vps_smtp_server_prepare (probe, &error))
         {
           fprintf (stderr, "vsmtpd: %s\n", error->message);
           return 1;

@@ -29,6 +29,7 @@ typedef enum
   VPS_CFG_HOSTPORT,      /* HOST:PORT, [IPV6]:PORT */
   VPS_CFG_HOSTPORT_LIST, /* comma-separated HOST:PORT */
   VPS_CFG_NAME_LIST,     /* comma-separated [a-z0-9_-]{1,64}, may be empty */
+  VPS_CFG_CIDR_LIST,     /* comma-separated IP or IP/prefix, may be empty */
   VPS_CFG_NAMESERVER,    /* IP or IP:PORT */
   VPS_CFG_POLICY_TARGET, /* embedded | grpc://HOST:PORT */
   VPS_CFG_IDENT,         /* [a-z0-9_-]{1,64} */

@@ -14,6 +14,8 @@
 
 #include <string.h>
 
+#include <gio/gio.h>
+
 #define SEC(n) ((gint64)(n)*1000)
 #define DAY SEC (86400)
 #define KIB ((gint64)1024)
@@ -132,7 +134,7 @@ static const VpsConfigKeyDef schema[] = {
     "concurrent sessions from one client address, 0 = unlimited" },
   { "vsmtpd", "connection_rate_per_ip", VPS_CFG_INT, "0", 0, 1000000, NULL,
     "new sessions per minute from one client address, 0 = unlimited" },
-  { "vsmtpd", "limit_exceptions", VPS_CFG_STRING, "127.0.0.0/8, ::1/128", 0, 0, NULL,
+  { "vsmtpd", "limit_exceptions", VPS_CFG_CIDR_LIST, "127.0.0.0/8, ::1/128", 0, 0, NULL,
     "client networks (comma-separated CIDR) exempt from the per-IP limits" },
   { "vsmtpd", "command_timeout", VPS_CFG_DURATION, "300s", 100, DAY, NULL,
     "time for the client to send one whole command (RFC 5321: 5 minutes)" },
@@ -485,7 +487,7 @@ vps_config_value_parse (const VpsConfigKeyDef *def, const char *text, const char
   memset (out, 0, sizeof *out);
   if (has_control (text))
     return (*why = "control character in value", FALSE);
-  if (text[0] == '\0' && def->type != VPS_CFG_NAME_LIST)
+  if (text[0] == '\0' && def->type != VPS_CFG_NAME_LIST && def->type != VPS_CFG_CIDR_LIST)
     return (*why = "empty value", FALSE);
   if (strlen (text) > VPS_CONFIG_MAX_VALUE)
     return (*why = "value too long", FALSE);
@@ -554,6 +556,18 @@ vps_config_value_parse (const VpsConfigKeyDef *def, const char *text, const char
         for (gsize i = 0; out->list[i] != NULL; i++)
           if (!parse_hostport (out->list[i], why))
             return FALSE;
+        out->text = g_strjoinv (", ", out->list);
+        return TRUE;
+      case VPS_CFG_CIDR_LIST:
+        out->list = split_list (text);
+        for (gsize i = 0; out->list[i] != NULL; i++)
+          {
+            g_autoptr (GInetAddressMask) mask
+                = g_inet_address_mask_new_from_string (out->list[i], NULL);
+
+            if (mask == NULL)
+              return (*why = "expected comma-separated addresses or networks (192.0.2.0/24, 2001:db8::/32)", FALSE);
+          }
         out->text = g_strjoinv (", ", out->list);
         return TRUE;
       case VPS_CFG_NAME_LIST:
