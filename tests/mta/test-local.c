@@ -123,8 +123,10 @@ static const ExpandCase expand_cases[] = {
   { "/m/%u", "+tag@d", "/m/+tag" },
   { "/m/100%%/%l", "x@d", "/m/100%/x" },
   { "/m/%%l", "x@d", "/m/%l" },
-  /* split at the last "@" (a quoted local part may hold one) */
-  { "/m/%l", "\"a@b\"@d", "/m/\"a@b\"" },
+  /* split at the last "@" (a quoted local part may hold one); the quotes
+   * go, the content stays */
+  { "/m/%l", "\"a@b\"@d", "/m/a@b" },
+  { "/m/%l", "\"a\\\"b\"@d", "/m/a\"b" },
   { "/m/%l/.Junk", "u@d", "/m/u/.Junk" },
   { "/m/%d/%l", "j\xc3\xb6rg@D.example", "/m/d.example/j\xc3\xb6rg" },
   { "/m/x%l.d", "a.b@d", "/m/xa.b.d" },
@@ -143,6 +145,10 @@ static const ExpandCase expand_cases[] = {
   { "/m/%l", "../../x@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
   { "/m/%l", "a/b@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
   { "/m/%l", ".hidden@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
+  /* quoting does not hide what the content is */
+  { "/m/%l", "\".hidden\"@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
+  { "/m/%l", "\"../../x\"@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
+  { "/m/%l", "\"a/b\"@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
   { "/m/%l", ".@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
   { "/m/%l", "..@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
   { "/m/%l", "@d", NULL, VPS_LOCAL_ERROR_UNSAFE },
