@@ -47,7 +47,7 @@ auth_stage_done (VpsSmtpConn *conn, VpsStageResult *result)
   if (conn->errors >= conn->max_errors)
     {
       vps_smtp_conn_printf (conn, "421 4.7.0 %s Error: too many errors\r\n",
-                            conn->server->hostname);
+                            conn->setup->hostname);
       conn->close_after_flush = TRUE;
       return;
     }
@@ -61,7 +61,7 @@ auth_checked (GObject *source, GAsyncResult *res, gpointer data)
 {
   VpsSmtpConn *conn = data;
 
-  conn->auth_ok = vps_passwd_file_check_finish (conn->server->passwd, res);
+  conn->auth_ok = vps_passwd_file_check_finish (conn->setup->passwd, res);
   if (!conn->closed)
     {
       vps_session_set_auth (conn->session, conn->auth_ok, conn->auth_user, conn->auth_mechanism);
@@ -81,7 +81,7 @@ auth_check (VpsSmtpConn *conn, char *user, char *password)
   g_free (conn->auth_user);
   conn->auth_user = user;
   vps_smtp_conn_begin_async (conn);
-  vps_passwd_file_check_async (conn->server->passwd, user, password, conn->cancellable,
+  vps_passwd_file_check_async (conn->setup->passwd, user, password, conn->cancellable,
                                auth_checked, vps_smtp_conn_ref (conn));
   memset (password, 0, strlen (password));
   g_free (password);
@@ -156,7 +156,7 @@ vps_smtp_auth_response (VpsSmtpConn *conn, const char *line)
 void
 vps_smtp_auth_command (VpsSmtpConn *conn, SmtpCommand *cmd)
 {
-  if (conn->server->passwd == NULL)
+  if (conn->setup->passwd == NULL)
     {
       vps_smtp_session_error (conn, "503 5.5.1 Error: authentication not enabled\r\n");
       return;

@@ -76,6 +76,7 @@ vps_smtp_conn_unref (VpsSmtpConn *conn)
   g_clear_pointer (&conn->txn, vps_txn_unref);
   g_clear_pointer (&conn->session, vps_session_unref);
   g_clear_pointer (&conn->engine, vps_engine_unref);
+  g_clear_pointer (&conn->setup, vps_smtp_setup_unref);
   g_free (conn->auth_mechanism);
   g_free (conn->auth_user);
   g_free (conn->client_ip);
@@ -512,7 +513,7 @@ handshake_step (VpsSmtpConn *conn)
 void
 vps_smtp_conn_start_tls (VpsSmtpConn *conn)
 {
-  VpsTlsServer *tls = conn->server->tls[conn->role];
+  VpsTlsServer *tls = conn->setup->tls[conn->role];
 
   g_return_if_fail (tls != NULL && conn->tls == NULL);
   /* CVE-2011-0411: nothing the client sent in plaintext survives */

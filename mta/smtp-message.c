@@ -69,7 +69,7 @@ received_header (VpsSmtpConn *conn, const char *queue_id)
     return g_strdup_printf ("Received: from %s (%s [%s])\r\n\tby %s (vsmtpd) with %s id %s%s;"
                             "\r\n\t%s\r\n",
                             helo && *helo ? helo : "unknown", ptr && *ptr ? ptr : "unknown",
-                            conn->client_ip, conn->server->hostname, p, queue_id,
+                            conn->client_ip, conn->setup->hostname, p, queue_id,
                             for_clause ? for_clause : "", date);
   }
 }
@@ -418,7 +418,7 @@ feed_data (VpsSmtpConn *conn)
       vps_notice (vps_smtp_conn_id (conn), "smtp: bare <LF> received in data, closing");
       vps_smtp_message_abort (conn);
       vps_smtp_conn_printf (conn, "521 5.5.2 %s Error: bare <LF> received\r\n",
-                            conn->server->hostname);
+                            conn->setup->hostname);
       conn->close_after_flush = TRUE;
       return TRUE;
     case SMTP_DATA_MORE:

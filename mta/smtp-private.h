@@ -61,19 +61,34 @@ typedef enum
   AUTH_STEP_LOGIN_PASS, /* waiting for the password */
 } VpsSmtpAuthStep;
 
+/* What the listeners build from one configuration generation: a reload
+ * builds a new one, sessions keep the one they started with (as they keep
+ * their engine).  Immutable, reference-counted. */
+typedef struct
+{
+  gint ref;
+  guint generation;
+  VpsTlsServer *tls[VPS_SMTP_N_ROLES]; /* NULL: no TLS for that role */
+  VpsPasswdFile *passwd;               /* NULL: no AUTH */
+  char *hostname;
+  GPtrArray *exceptions; /* GInetAddressMask*: exempt from the per-IP limits */
+} VpsSmtpSetup;
+
+VpsSmtpSetup *vps_smtp_setup_ref (VpsSmtpSetup *setup);
+void vps_smtp_setup_unref (VpsSmtpSetup *setup);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsSmtpSetup, vps_smtp_setup_unref)
+
 struct _VpsSmtpServer
 {
   VpsDaemon *daemon;
   VpsQueue *queue;
   VpsDelivery *delivery;
-  VpsTlsServer *tls[VPS_SMTP_N_ROLES]; /* NULL: no TLS for that role */
-  VpsPasswdFile *passwd;               /* NULL: no AUTH */
-  char *hostname;
+  GMutex setup_lock;
+  VpsSmtpSetup *setup; /* the newest good one */
   gint n_sessions;
 
   GMutex ip_lock;
   GHashTable *ips; /* client ip → VpsSmtpIpEntry */
-  GPtrArray *exceptions; /* GInetAddressMask* */
 
   GMutex workers_lock;
   GHashTable *workers; /* GMainContext* → VpsSmtpWorker* */
@@ -96,6 +111,7 @@ struct _VpsSmtpConn
 {
   gint ref;
   VpsSmtpServer *server;
+  VpsSmtpSetup *setup; /* TLS, passwords, hostname of this session */
   VpsSmtpRole role;
   VpsEngine *engine;
   VpsConfig *cfg; /* the engine's */

@@ -31,17 +31,18 @@ typedef struct
 } IpEntry;
 
 static gboolean
-ip_exempt (VpsSmtpServer *server, GInetAddress *addr)
+ip_exempt (VpsSmtpSetup *setup, GInetAddress *addr)
 {
-  for (guint i = 0; i < server->exceptions->len; i++)
-    if (g_inet_address_mask_matches (g_ptr_array_index (server->exceptions, i), addr))
+  for (guint i = 0; i < setup->exceptions->len; i++)
+    if (g_inet_address_mask_matches (g_ptr_array_index (setup->exceptions, i), addr))
       return TRUE;
   return FALSE;
 }
 
 /* NULL when the connection may go on, or the reason it may not. */
 static const char *
-ip_admit (VpsSmtpServer *server, VpsConfig *cfg, const char *ip, GInetAddress *addr)
+ip_admit (VpsSmtpServer *server, VpsSmtpSetup *setup, VpsConfig *cfg, const char *ip,
+          GInetAddress *addr)
 {
   gint64 max_per_ip = vps_config_get_int (cfg, "vsmtpd", "max_connections_per_ip");
   gint64 rate = vps_config_get_int (cfg, "vsmtpd", "connection_rate_per_ip");
@@ -49,7 +50,7 @@ ip_admit (VpsSmtpServer *server, VpsConfig *cfg, const char *ip, GInetAddress *a
   const char *refuse = NULL;
   IpEntry *e;
 
-  if (addr != NULL && ip_exempt (server, addr))
+  if (addr != NULL && ip_exempt (setup, addr))
     max_per_ip = rate = 0;
   g_mutex_lock (&server->ip_lock);
   e = g_hash_table_lookup (server->ips, ip);
@@ -151,6 +152,8 @@ worker_free (gpointer data)
 
 /* ---- accept ---------------------------------------------------------------- */
 
+static VpsSmtpSetup *current_setup (VpsSmtpServer *server, VpsConfig *cfg, guint generation);
+
 static void
 refuse (GSocket *socket, const char *hostname, const char *why, const char *ip)
 {
@@ -201,6 +204,7 @@ on_accept (GSocket *socket, gpointer data)
   VpsSmtpServer *server = ad->server;
   g_autoptr (GSocket) owned = socket;
   g_autoptr (VpsEngine) engine = NULL;
+  g_autoptr (VpsSmtpSetup) setup = NULL;
   g_autoptr (GSocketAddress) peer = g_socket_get_remote_address (socket, NULL);
   g_autoptr (GSocketAddress) local = g_socket_get_local_address (socket, NULL);
   g_autofree char *ip = NULL, *local_ip = NULL;
@@ -225,27 +229,28 @@ on_accept (GSocket *socket, gpointer data)
           g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (local)));
       local_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local));
     }
-  if (vps_daemon_is_draining (server->daemon))
-    {
-      refuse (socket, server->hostname, "service shutting down", NULL);
-      return;
-    }
   engine = vps_daemon_get_engine (server->daemon);
   cfg = vps_engine_get_config (engine);
+  setup = current_setup (server, cfg, vps_daemon_get_generation (server->daemon));
+  if (vps_daemon_is_draining (server->daemon))
+    {
+      refuse (socket, setup->hostname, "service shutting down", NULL);
+      return;
+    }
   max = vps_config_get_int (cfg, "vsmtpd", "max_connections");
   if (max > 0 && g_atomic_int_get (&server->n_sessions) >= max)
     {
       vps_log_once ("vsmtpd-max-connections", 60, G_LOG_LEVEL_WARNING, NULL,
                     "smtp: max_connections (%" G_GINT64_FORMAT ") reached, refusing", max);
-      refuse (socket, server->hostname, "too many connections", NULL);
+      refuse (socket, setup->hostname, "too many connections", NULL);
       return;
     }
-  why = ip_admit (server, cfg, ip, addr);
+  why = ip_admit (server, setup, cfg, ip, addr);
   if (why != NULL)
     {
       vps_log_once ("vsmtpd-per-ip", 10, G_LOG_LEVEL_MESSAGE, NULL, "smtp: [%s]: %s, refusing", ip,
                     why);
-      refuse (socket, server->hostname, why, ip);
+      refuse (socket, setup->hostname, why, ip);
       return;
     }
 
@@ -254,10 +259,12 @@ on_accept (GSocket *socket, gpointer data)
   conn = vps_smtp_conn_new (server, worker_for_context (server, g_main_context_get_thread_default ()),
                             ad->role, socket, ip);
   conn->engine = g_steal_pointer (&engine);
+  conn->setup = g_steal_pointer (&setup);
   conn->cfg = vps_engine_get_config (conn->engine);
   conn_load_config (conn);
   vps_session_set_client (conn->session, ip, port, NULL);
-  vps_session_set_server (conn->session, local_ip ? local_ip : "", local_port, server->hostname);
+  vps_session_set_server (conn->session, local_ip ? local_ip : "", local_port,
+                          conn->setup->hostname);
   vps_info (vps_smtp_conn_id (conn), "smtp: connect from [%s]:%u to %s", ip, port,
             ad->role == VPS_SMTP_ROLE_MX           ? "mx"
             : ad->role == VPS_SMTP_ROLE_SUBMISSION ? "submission"
@@ -269,7 +276,7 @@ on_accept (GSocket *socket, gpointer data)
 
 /* The config checked every entry ([vsmtpd] limit_exceptions is a CIDR list). */
 static void
-parse_exceptions (VpsSmtpServer *server, VpsConfig *cfg)
+parse_exceptions (VpsSmtpSetup *server, VpsConfig *cfg)
 {
   const char *const *items = vps_config_get_strv (cfg, "vsmtpd", "limit_exceptions");
 
@@ -283,7 +290,7 @@ parse_exceptions (VpsSmtpServer *server, VpsConfig *cfg)
 }
 
 static gboolean
-build_tls (VpsSmtpServer *server, VpsConfig *cfg, GError **error)
+build_tls (VpsSmtpSetup *server, VpsConfig *cfg, GError **error)
 {
   static const char *const prefixes[VPS_SMTP_N_ROLES] = { "", "submission_", "submissions_" };
   const char *main_cert = vps_config_get_path_value (cfg, "vsmtpd", "tls_cert");
@@ -376,38 +383,107 @@ vps_smtp_server_new (VpsDaemon *daemon, VpsQueue *queue, VpsDelivery *delivery)
   server->queue = queue ? vps_queue_ref (queue) : NULL;
   server->delivery = delivery;
   g_mutex_init (&server->ip_lock);
+  g_mutex_init (&server->setup_lock);
   server->ips = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  server->exceptions = g_ptr_array_new_with_free_func (g_object_unref);
   g_mutex_init (&server->workers_lock);
   server->workers = g_hash_table_new_full (NULL, NULL, NULL, worker_free);
   server->listeners = g_ptr_array_new_with_free_func (g_free);
   return server;
 }
 
-gboolean
-vps_smtp_server_prepare (VpsSmtpServer *server, GError **error)
+VpsSmtpSetup *
+vps_smtp_setup_ref (VpsSmtpSetup *setup)
 {
-  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (server->daemon);
+  g_atomic_int_inc (&setup->ref);
+  return setup;
+}
+
+void
+vps_smtp_setup_unref (VpsSmtpSetup *setup)
+{
+  if (setup == NULL || !g_atomic_int_dec_and_test (&setup->ref))
+    return;
+  for (int i = 0; i < VPS_SMTP_N_ROLES; i++)
+    g_clear_pointer (&setup->tls[i], vps_tls_server_unref);
+  g_clear_pointer (&setup->passwd, vps_passwd_file_unref);
+  g_ptr_array_unref (setup->exceptions);
+  g_free (setup->hostname);
+  g_free (setup);
+}
+
+static VpsSmtpSetup *
+setup_new (VpsConfig *cfg, guint generation, GError **error)
+{
+  g_autoptr (VpsSmtpSetup) setup = g_new0 (VpsSmtpSetup, 1);
   const char *hostname = vps_config_get_string (cfg, "vsmtpd", "hostname");
   const char *passwd = vps_config_get_path_value (cfg, "vsmtpd", "passwd_file");
 
-  g_return_val_if_fail (server->hostname == NULL, FALSE);
-  server->hostname = g_strdup (hostname ? hostname : g_get_host_name ());
-  parse_exceptions (server, cfg);
-  if (!build_tls (server, cfg, error))
-    return FALSE;
+  setup->ref = 1;
+  setup->generation = generation;
+  setup->exceptions = g_ptr_array_new_with_free_func (g_object_unref);
+  setup->hostname = g_strdup (hostname ? hostname : g_get_host_name ());
+  parse_exceptions (setup, cfg);
+  if (!build_tls (setup, cfg, error))
+    return NULL;
   if (passwd != NULL)
     {
       g_autoptr (GError) local = NULL;
 
-      server->passwd = vps_passwd_file_load (passwd, &local);
-      if (server->passwd == NULL)
+      setup->passwd = vps_passwd_file_load (passwd, &local);
+      if (setup->passwd == NULL)
         {
           vps_config_error_at (cfg, "vsmtpd", "passwd_file", error, "%s", local->message);
-          return FALSE;
+          return NULL;
         }
     }
+  return g_steal_pointer (&setup);
+}
+
+gboolean
+vps_smtp_server_prepare (VpsSmtpServer *server, GError **error)
+{
+  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (server->daemon);
+  VpsSmtpSetup *setup = setup_new (cfg, vps_daemon_get_generation (server->daemon), error);
+
+  if (setup == NULL)
+    return FALSE;
+  g_mutex_lock (&server->setup_lock);
+  g_clear_pointer (&server->setup, vps_smtp_setup_unref);
+  server->setup = setup;
+  g_mutex_unlock (&server->setup_lock);
   return TRUE;
+}
+
+/* The setup for a new session: rebuilt once after each reload (certificates
+ * renewed on disk are picked up by `vsmtpd` SIGHUP, as `postfix reload`
+ * does); a setup that fails to build is logged and the old one stays. */
+static VpsSmtpSetup *
+current_setup (VpsSmtpServer *server, VpsConfig *cfg, guint generation)
+{
+  VpsSmtpSetup *setup;
+
+  g_mutex_lock (&server->setup_lock);
+  if (server->setup->generation != generation)
+    {
+      g_autoptr (GError) error = NULL;
+      VpsSmtpSetup *fresh = setup_new (cfg, generation, &error);
+
+      if (fresh != NULL)
+        {
+          vps_smtp_setup_unref (server->setup);
+          server->setup = fresh;
+        }
+      else
+        {
+          /* do not retry at every connection: this generation is done */
+          server->setup->generation = generation;
+          vps_warning (NULL, "smtp: reload: keeping the previous TLS/AUTH setup: %s",
+                       error->message);
+        }
+    }
+  setup = vps_smtp_setup_ref (server->setup);
+  g_mutex_unlock (&server->setup_lock);
+  return setup;
 }
 
 gboolean
@@ -450,16 +526,13 @@ vps_smtp_server_free (VpsSmtpServer *server)
 {
   /* the workers are stopped: connections still open are abandoned with
    * their contexts (the daemon drained them first) */
-  for (int i = 0; i < VPS_SMTP_N_ROLES; i++)
-    g_clear_pointer (&server->tls[i], vps_tls_server_unref);
-  g_clear_pointer (&server->passwd, vps_passwd_file_unref);
+  g_clear_pointer (&server->setup, vps_smtp_setup_unref);
+  g_mutex_clear (&server->setup_lock);
   g_hash_table_unref (server->workers);
   g_mutex_clear (&server->workers_lock);
   g_hash_table_unref (server->ips);
   g_mutex_clear (&server->ip_lock);
-  g_ptr_array_unref (server->exceptions);
   g_ptr_array_unref (server->listeners);
   g_clear_pointer (&server->queue, vps_queue_unref);
-  g_free (server->hostname);
   g_free (server);
 }

@@ -39,7 +39,7 @@ vps_smtp_session_error (VpsSmtpConn *conn, const char *reply_line)
     {
       vps_notice (vps_smtp_conn_id (conn), "smtp: too many errors (%u), closing", conn->errors);
       vps_smtp_conn_printf (conn, "%s", reply_line);
-      vps_smtp_conn_printf (conn, "421 4.7.0 %s Error: too many errors\r\n", conn->server->hostname);
+      vps_smtp_conn_printf (conn, "421 4.7.0 %s Error: too many errors\r\n", conn->setup->hostname);
       conn->close_after_flush = TRUE;
       return FALSE;
     }
@@ -198,7 +198,7 @@ greet (VpsSmtpConn *conn)
       conn->close_after_flush = TRUE;
       return;
     }
-  vps_smtp_conn_printf (conn, "220 %s ESMTP vsmtpd\r\n", conn->server->hostname);
+  vps_smtp_conn_printf (conn, "220 %s ESMTP vsmtpd\r\n", conn->setup->hostname);
   conn->greeted = TRUE;
   conn->phase = PHASE_COMMAND;
 }
@@ -258,7 +258,7 @@ vps_smtp_session_timeout (VpsSmtpConn *conn)
   vps_notice (vps_smtp_conn_id (conn), "smtp: timeout %s",
               conn->phase == PHASE_DATA || conn->phase == PHASE_BDAT ? "in data" : "waiting for a command");
   vps_smtp_message_abort (conn);
-  vps_smtp_conn_printf (conn, "421 4.4.2 %s Error: timeout exceeded\r\n", conn->server->hostname);
+  vps_smtp_conn_printf (conn, "421 4.4.2 %s Error: timeout exceeded\r\n", conn->setup->hostname);
   conn->close_after_flush = TRUE;
   vps_smtp_conn_flush (conn);
 }
@@ -296,7 +296,6 @@ static void
 helo_done (VpsSmtpConn *conn, VpsStageResult *result)
 {
   g_autoptr (MailReply) reply = vps_smtp_session_verdict_reply (conn, result);
-  VpsSmtpServer *server = conn->server;
   gboolean tls_offer, auth_offer;
 
   if (reply != NULL)
@@ -311,11 +310,11 @@ helo_done (VpsSmtpConn *conn, VpsStageResult *result)
   conn->esmtp = conn->pending_esmtp;
   if (!conn->esmtp)
     {
-      vps_smtp_conn_printf (conn, "250 %s\r\n", server->hostname);
+      vps_smtp_conn_printf (conn, "250 %s\r\n", conn->setup->hostname);
       return;
     }
-  tls_offer = server->tls[conn->role] != NULL && conn->tls == NULL;
-  auth_offer = server->passwd != NULL && !conn->authenticated
+  tls_offer = conn->setup->tls[conn->role] != NULL && conn->tls == NULL;
+  auth_offer = conn->setup->passwd != NULL && !conn->authenticated
                && (conn->tls != NULL || conn->auth_over_plaintext);
   vps_smtp_conn_printf (conn,
                         "250-%s\r\n"
@@ -327,7 +326,7 @@ helo_done (VpsSmtpConn *conn, VpsStageResult *result)
                         "250-DSN\r\n"
                         "250-SMTPUTF8\r\n"
                         "250 CHUNKING\r\n",
-                        server->hostname, conn->max_message_size,
+                        conn->setup->hostname, conn->max_message_size,
                         tls_offer ? "250-STARTTLS\r\n" : "",
                         auth_offer ? "250-AUTH PLAIN LOGIN\r\n" : "");
 }
@@ -573,7 +572,7 @@ do_starttls (VpsSmtpConn *conn)
       vps_smtp_session_error (conn, "554 5.5.1 Error: TLS already active\r\n");
       return;
     }
-  if (conn->server->tls[conn->role] == NULL)
+  if (conn->setup->tls[conn->role] == NULL)
     {
       vps_smtp_session_error (conn, "502 5.5.1 Error: command not implemented\r\n");
       return;
@@ -704,7 +703,7 @@ static void
 bare_newline (VpsSmtpConn *conn)
 {
   vps_notice (vps_smtp_conn_id (conn), "smtp: bare <LF> received, closing");
-  vps_smtp_conn_printf (conn, "521 5.5.2 %s Error: bare <LF> received\r\n", conn->server->hostname);
+  vps_smtp_conn_printf (conn, "521 5.5.2 %s Error: bare <LF> received\r\n", conn->setup->hostname);
   conn->close_after_flush = TRUE;
 }
 

@@ -152,6 +152,59 @@ def test_sni_picks_certificate():
         expect(c.cmd("NOOP"), 250)
 
 
+def presented_cn(v, port=None, implicit=False):
+    """The CN of the certificate a new session is given."""
+    if implicit:
+        rc, out = s_client(["-connect", f"127.0.0.1:{port}", "-servername", HOSTNAME])
+    else:
+        rc, out = s_client(["-connect", f"127.0.0.1:{port or v.port}", "-starttls", "smtp",
+                            "-servername", HOSTNAME])
+    return subject_cn(out)
+
+
+def test_reload_picks_up_new_certificate():
+    """A certificate renewed on disk is used after SIGHUP (as `postfix
+    reload`), by new sessions; a broken one is refused and the old stays."""
+    d = tmpdir()
+    cert, key = make_cert(d, "first.test", name="live")
+    v = Vsmtpd(settings={"vsmtpd": {"tls_cert": cert, "tls_key": key}}, dir=d).start()
+    try:
+        assert presented_cn(v) == "first.test"
+        make_cert(d, "second.test", name="live")  # renewed in place
+        os.kill(v.pid, 1)
+        v.wait_log(r"reloaded config=", count=1)
+        assert presented_cn(v) == "second.test"
+        with open(key, "w") as f:
+            f.write("not a key\n")
+        os.kill(v.pid, 1)
+        v.wait_log(r"reloaded config=", count=2)
+        assert presented_cn(v) == "second.test", "a broken key must not replace a good setup"
+        v.wait_log(r"keeping the previous TLS/AUTH setup")
+    finally:
+        v.stop()
+
+
+def test_per_listener_certificates():
+    """submission_tls_cert / submissions_tls_cert override tls_cert for
+    their listeners."""
+    d = tmpdir()
+    cert, key = make_cert(d, "mx.test")
+    scert, skey = make_cert(d, "submit.test")
+    icert, ikey = make_cert(d, "implicit.test")
+    v = Vsmtpd(settings={"vsmtpd": {
+        "tls_cert": cert, "tls_key": key,
+        "listen_submission": "127.0.0.1:{submission_port}",
+        "submission_tls_cert": scert, "submission_tls_key": skey,
+        "listen_submissions": "127.0.0.1:{submissions_port}",
+        "submissions_tls_cert": icert, "submissions_tls_key": ikey}}, dir=d).start()
+    try:
+        assert presented_cn(v) == "mx.test"
+        assert presented_cn(v, v.submission_port) == "submit.test"
+        assert presented_cn(v, v.submissions_port, implicit=True) == "implicit.test"
+    finally:
+        v.stop()
+
+
 def test_tls_min_version():
     v = tls_server("tls13")
     rc, out = s_client(["-connect", f"127.0.0.1:{v.port}", "-starttls", "smtp", "-tls1_2"])
@@ -298,4 +351,5 @@ def test_no_client_certificate_required():
 run([test_starttls_s_client, test_starttls_swaks, test_implicit_tls, test_sni_picks_certificate,
      test_tls_min_version, test_plaintext_after_starttls_discarded, test_state_reset_after_starttls,
      test_second_starttls_refused, test_garbage_instead_of_client_hello, test_handshake_timeout,
-     test_no_client_certificate_required])
+     test_no_client_certificate_required, test_reload_picks_up_new_certificate,
+     test_per_listener_certificates])
