@@ -404,9 +404,11 @@ vps_smtp_conn_tick (VpsSmtpConn *conn, gint64 now, gboolean draining)
       vps_smtp_session_timeout (conn);
       return;
     }
-  /* a drain closes sessions waiting for a command; transactions in flight
-   * may finish (up to [vpsd] drain_timeout) */
-  if (draining && !conn->busy && conn->phase == PHASE_COMMAND && !conn->mail_seen)
+  /* A drain ends every session waiting for a command with 421 (RFC 5321
+   * §3.8): a transaction before DATA is lost anyway when we exit, and the
+   * client retries; a message being transferred or committed finishes
+   * first (up to [vpsd] drain_timeout) and gets its 250. */
+  if (draining && !conn->busy && conn->phase == PHASE_COMMAND)
     {
       g_autoptr (MailReply) r = mail_reply_new_default (MAIL_REPLY_SHUTDOWN);
 
@@ -414,6 +416,25 @@ vps_smtp_conn_tick (VpsSmtpConn *conn, gint64 now, gboolean draining)
       conn->close_after_flush = TRUE;
       vps_smtp_conn_flush (conn);
     }
+}
+
+void
+vps_smtp_conn_goodbye (VpsSmtpConn *conn)
+{
+  g_autoptr (MailReply) r = NULL;
+
+  if (conn->closed)
+    return;
+  vps_notice (vps_smtp_conn_id (conn), "smtp: drain timeout, closing the session");
+  if (conn->phase != PHASE_HANDSHAKE)
+    {
+      r = mail_reply_new_default (MAIL_REPLY_SHUTDOWN);
+      vps_smtp_conn_reply (conn, r);
+      /* best effort: one non-blocking write, then close */
+      conn->busy = FALSE;
+      write_out (conn);
+    }
+  vps_smtp_conn_close (conn);
 }
 
 typedef struct

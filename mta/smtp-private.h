@@ -213,6 +213,9 @@ void vps_smtp_conn_set_deadline (VpsSmtpConn *conn, gint64 timeout);
 /* The tick: deadline passed → vps_smtp_session_timeout; draining and idle
  * between commands → 421 and close. */
 void vps_smtp_conn_tick (VpsSmtpConn *conn, gint64 now, gboolean draining);
+/* The drain timed out: 421 now, whatever the session is doing, and close
+ * (the message in transfer, if any, is dropped: the client retries). */
+void vps_smtp_conn_goodbye (VpsSmtpConn *conn);
 /* Write `text` after `delay_ms` (tarpit, failed AUTH), busy meanwhile; then
  * close when `close_after`. */
 void vps_smtp_conn_reply_later (VpsSmtpConn *conn, char *text, gint64 delay_ms,

@@ -150,6 +150,67 @@ worker_free (gpointer data)
   g_free (w);
 }
 
+/* ---- drain ----------------------------------------------------------------- */
+
+typedef struct
+{
+  VpsSmtpWorker *worker;
+  gboolean final;
+  gint *pending;
+} DrainCall;
+
+static gboolean
+drain_worker (gpointer data)
+{
+  DrainCall *d = data;
+  gint64 now = g_get_monotonic_time ();
+  GList *l = d->worker->conns.head;
+
+  while (l != NULL)
+    {
+      VpsSmtpConn *conn = l->data;
+
+      l = l->next;
+      vps_smtp_conn_ref (conn);
+      if (d->final)
+        vps_smtp_conn_goodbye (conn);
+      else
+        vps_smtp_conn_tick (conn, now, TRUE);
+      vps_smtp_conn_unref (conn);
+    }
+  g_atomic_int_add (d->pending, -1);
+  g_free (d);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_drain (gboolean final, gpointer data)
+{
+  VpsSmtpServer *server = data;
+  gint pending = 0;
+  GHashTableIter it;
+  gpointer w;
+  gint64 until = g_get_monotonic_time () + G_USEC_PER_SEC;
+
+  g_mutex_lock (&server->workers_lock);
+  g_hash_table_iter_init (&it, server->workers);
+  while (g_hash_table_iter_next (&it, NULL, &w))
+    {
+      DrainCall *d = g_new0 (DrainCall, 1);
+
+      d->worker = w;
+      d->final = final;
+      d->pending = &pending;
+      g_atomic_int_inc (&pending);
+      g_main_context_invoke (d->worker->context, drain_worker, d);
+    }
+  g_mutex_unlock (&server->workers_lock);
+  /* the final goodbye must be written before the workers stop; a worker
+   * stuck elsewhere does not hold the exit for more than a second */
+  while (final && g_atomic_int_get (&pending) > 0 && g_get_monotonic_time () < until)
+    g_usleep (10 * 1000);
+}
+
 /* ---- accept ---------------------------------------------------------------- */
 
 static VpsSmtpSetup *current_setup (VpsSmtpServer *server, VpsConfig *cfg, guint generation);
@@ -388,6 +449,7 @@ vps_smtp_server_new (VpsDaemon *daemon, VpsQueue *queue, VpsDelivery *delivery)
   g_mutex_init (&server->workers_lock);
   server->workers = g_hash_table_new_full (NULL, NULL, NULL, worker_free);
   server->listeners = g_ptr_array_new_with_free_func (g_free);
+  vps_daemon_set_drain_func (daemon, on_drain, server);
   return server;
 }
 
@@ -524,6 +586,8 @@ vps_smtp_server_n_sessions (VpsSmtpServer *server)
 void
 vps_smtp_server_free (VpsSmtpServer *server)
 {
+  if (server->queue != NULL) /* not the --check probe */
+    vps_daemon_set_drain_func (server->daemon, NULL, NULL);
   /* the workers are stopped: connections still open are abandoned with
    * their contexts (the daemon drained them first) */
   g_clear_pointer (&server->setup, vps_smtp_setup_unref);

@@ -30,6 +30,9 @@ util-linux psmisc"
 # links that nothing else installs), gcc (above: its LD_PRELOAD shim),
 # apt (apt-get download) and dpkg (dpkg -x), both always on Debian.
 TEST="$TEST m4 libwrap0"
+# vsmtpd's durability tests: strace checks the fsync order before the 250,
+# e2fsprogs' chattr makes a rename fail; openssl makes test certificates.
+TEST="$TEST strace e2fsprogs openssl libssl-dev"
 
 missing=""
 for p in $BUILD $TEST; do

@@ -560,10 +560,13 @@ refresh (RulesFileCache *c)
       c->mtime = -1;
       return;
     }
-  if ((gint64)st.st_mtime == c->mtime && c->list != NULL)
+  if ((gint64)st.st_mtim.tv_sec * G_GINT64_CONSTANT (1000000000) + st.st_mtim.tv_nsec == c->mtime
+      && (gint64)st.st_size == c->size && (guint64)st.st_ino == c->ino && c->list != NULL)
     return;
   g_clear_pointer (&c->list, rules_list_free);
-  c->mtime = (gint64)st.st_mtime;
+  c->mtime = (gint64)st.st_mtim.tv_sec * G_GINT64_CONSTANT (1000000000) + st.st_mtim.tv_nsec;
+  c->size = (gint64)st.st_size;
+  c->ino = (guint64)st.st_ino;
   if (g_file_get_contents (c->path, &text, &len, NULL))
     {
       c->list = rules_list_new (NULL, RULES_LIST_STRING);

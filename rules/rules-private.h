@@ -179,14 +179,17 @@ gboolean rules_list_contains (const RulesList *list, const RulesValue *v);
 gboolean rules_list_kind_from_name (const char *name, RulesListKind *out);
 const char *rules_list_kind_name (RulesListKind kind);
 
-/* A file read by in_file(): loaded lazily, re-read when its mtime changes,
- * stat()ed at most once a second. */
+/* A file read by in_file(): loaded lazily, re-read when its mtime (in ns),
+ * size or inode changes (a rewrite within one second is seen), stat()ed at
+ * most once a second. */
 typedef struct
 {
   char *path;
   GMutex lock;
   gint64 last_check; /* monotonic µs */
-  gint64 mtime;
+  gint64 mtime;      /* ns */
+  gint64 size;
+  guint64 ino;
   RulesList *list; /* NULL if unreadable */
 } RulesFileCache;
 

@@ -143,7 +143,7 @@ static const VpsConfigKeyDef schema[] = {
   { "vsmtpd", "max_errors", VPS_CFG_INT, "20", 1, 100000, NULL,
     "errors in a session before it is closed with 421" },
   { "vsmtpd", "tarpit_after", VPS_CFG_INT, "10", 0, 100000, NULL,
-    "errors after which every error reply is delayed by tarpit_delay" },
+    "errors after which every error reply is delayed by tarpit_delay (0: from the first)" },
   { "vsmtpd", "tarpit_delay", VPS_CFG_DURATION, "1s", 0, SEC (60), NULL,
     "delay of an error reply past tarpit_after" },
   { "vsmtpd", "max_line_length", VPS_CFG_SIZE, "8K", 998, MIB, NULL,

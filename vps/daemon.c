@@ -31,6 +31,8 @@ struct _VpsDaemon
   VpsEngine *engine;
   guint generation;
   VpsDaemonEngineFunc engine_func; /* NULL: vps_engine_new */
+  VpsDaemonDrainFunc drain_func;
+  gpointer drain_data;
 
   VpsWorker *workers;
   guint n_workers;
@@ -374,6 +376,8 @@ vps_daemon_run (VpsDaemon *daemon)
 
   /* Drain: stop accepting; sessions in flight get until the deadline. */
   close_listeners (daemon);
+  if (daemon->drain_func != NULL)
+    daemon->drain_func (FALSE, daemon->drain_data);
   deadline = g_get_monotonic_time () + drain_ms * 1000;
   if (vps_daemon_active_sessions (daemon) > 0)
     {
@@ -385,8 +389,12 @@ vps_daemon_run (VpsDaemon *daemon)
       g_source_remove (tick);
     }
   if (vps_daemon_active_sessions (daemon) > 0)
-    vps_warning (NULL, "drain timeout: %u sessions still open",
-                 vps_daemon_active_sessions (daemon));
+    {
+      vps_warning (NULL, "drain timeout: %u sessions still open",
+                   vps_daemon_active_sessions (daemon));
+      if (daemon->drain_func != NULL)
+        daemon->drain_func (TRUE, daemon->drain_data);
+    }
 
   g_source_remove (hup);
   g_source_remove (term);
@@ -400,4 +408,11 @@ void
 vps_daemon_set_engine_func (VpsDaemon *daemon, VpsDaemonEngineFunc func)
 {
   daemon->engine_func = func;
+}
+
+void
+vps_daemon_set_drain_func (VpsDaemon *daemon, VpsDaemonDrainFunc func, gpointer data)
+{
+  daemon->drain_func = func;
+  daemon->drain_data = data;
 }

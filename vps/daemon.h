@@ -38,6 +38,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsDaemon, vps_daemon_free)
 typedef VpsEngine *(*VpsDaemonEngineFunc) (VpsConfig *cfg, GError **error);
 void vps_daemon_set_engine_func (VpsDaemon *daemon, VpsDaemonEngineFunc func);
 
+/* Told on the main thread when the drain starts (final FALSE: tell idle
+ * sessions goodbye now) and when drain_timeout ran out with sessions still
+ * open (final TRUE: end them all, the workers stop next).  A front end
+ * whose protocol says goodbye (SMTP's 421) sets it. */
+typedef void (*VpsDaemonDrainFunc) (gboolean final, gpointer data);
+void vps_daemon_set_drain_func (VpsDaemon *daemon, VpsDaemonDrainFunc func, gpointer data);
+
 /* First load: config, log setup, engine. */
 gboolean vps_daemon_load (VpsDaemon *daemon, GError **error);
 /* SIGHUP: reload config and rules; on error keep the old ones. */

@@ -336,6 +336,14 @@ vps_listener_close (VpsListener *l)
       for (guint i = 0; i < l->n_slots; i++)
         if (l->slots[i].source)
           g_source_destroy (l->slots[i].source);
+      /* Stop listening too: a listening socket left open keeps completing
+       * handshakes into its backlog, and those clients would wait for a
+       * greeting until we exit instead of trying the next MX.  shutdown()
+       * rather than close(): a worker may be inside accept() on it right
+       * now, and the fd must not be reused under it (free() closes). */
+      for (guint i = 0; i < G_N_ELEMENTS (l->slots); i++)
+        if (l->slots[i].fd >= 0)
+          shutdown (l->slots[i].fd, SHUT_RDWR);
       l->closed = TRUE;
     }
   g_mutex_unlock (&l->lock);
