@@ -92,6 +92,35 @@ route_from_decision (VpsDeliverKind kind)
 
 /* ---- one message ------------------------------------------------------------- */
 
+/* What the pool is handed: an id, and the envelope when the caller has it
+ * in memory (a fresh commit: no need to read back and parse what was just
+ * written). */
+typedef struct
+{
+  char *id;
+  VpsEnvelope *env;
+} Item;
+
+static void
+item_free (gpointer data)
+{
+  Item *item = data;
+
+  g_free (item->id);
+  g_clear_pointer (&item->env, vps_envelope_free);
+  g_free (item);
+}
+
+static Item *
+item_new (const char *id, VpsEnvelope *env)
+{
+  Item *item = g_new0 (Item, 1);
+
+  item->id = g_strdup (id);
+  item->env = env;
+  return item;
+}
+
 typedef struct
 {
   VpsEngine *engine;
@@ -238,7 +267,7 @@ prepare_stage (Job *job)
 }
 
 static void
-deliver_message (VpsDelivery *delivery, const char *id)
+deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (VpsConfig) cfg = vps_daemon_get_config (delivery->daemon);
@@ -247,7 +276,7 @@ deliver_message (VpsDelivery *delivery, const char *id)
   gboolean has_rules;
   Job job = { 0 };
 
-  job.env = vps_queue_load_envelope (delivery->queue, id, &error);
+  job.env = given != NULL ? given : vps_queue_load_envelope (delivery->queue, id, &error);
   if (job.env == NULL)
     {
       /* held, deleted or delivered meanwhile */
@@ -334,12 +363,14 @@ static void
 pool_func (gpointer data, gpointer user_data)
 {
   VpsDelivery *delivery = user_data;
-  char *id = data;
+  Item *item = data;
+  const char *id = item->id;
   gboolean again;
 
   do
     {
-      deliver_message (delivery, id);
+      /* the envelope in memory serves the first pass only */
+      deliver_message (delivery, id, g_steal_pointer (&item->env));
       g_mutex_lock (&delivery->lock);
       again = GPOINTER_TO_INT (g_hash_table_lookup (delivery->in_flight, id)) == 2
               && !delivery->stopping;
@@ -350,11 +381,11 @@ pool_func (gpointer data, gpointer user_data)
       g_mutex_unlock (&delivery->lock);
     }
   while (again);
-  g_free (id);
+  item_free (item);
 }
 
 void
-vps_delivery_submit (VpsDelivery *delivery, const char *id)
+vps_delivery_submit_envelope (VpsDelivery *delivery, const char *id, VpsEnvelope *env)
 {
   g_mutex_lock (&delivery->lock);
   if (g_hash_table_contains (delivery->in_flight, id))
@@ -362,9 +393,16 @@ vps_delivery_submit (VpsDelivery *delivery, const char *id)
   else if (!delivery->stopping)
     {
       g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
-      g_thread_pool_push (delivery->pool, g_strdup (id), NULL);
+      g_thread_pool_push (delivery->pool, item_new (id, g_steal_pointer (&env)), NULL);
     }
   g_mutex_unlock (&delivery->lock);
+  g_clear_pointer (&env, vps_envelope_free);
+}
+
+void
+vps_delivery_submit (VpsDelivery *delivery, const char *id)
+{
+  vps_delivery_submit_envelope (delivery, id, NULL);
 }
 
 /* ---- the scan ---------------------------------------------------------------- */
@@ -388,7 +426,7 @@ scan (VpsDelivery *delivery)
       if (!g_hash_table_contains (delivery->in_flight, id) && !delivery->stopping)
         {
           g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
-          g_thread_pool_push (delivery->pool, g_strdup (id), NULL);
+          g_thread_pool_push (delivery->pool, item_new (id, NULL), NULL);
         }
       g_mutex_unlock (&delivery->lock);
     }
@@ -435,7 +473,7 @@ vps_delivery_new (VpsDaemon *daemon, VpsQueue *queue, GError **error)
   g_mutex_init (&delivery->lock);
   g_cond_init (&delivery->cond);
   delivery->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  delivery->pool = g_thread_pool_new_full (pool_func, delivery, g_free,
+  delivery->pool = g_thread_pool_new_full (pool_func, delivery, item_free,
                                       (gint)vps_config_get_int (cfg, "queue", "delivery_threads"),
                                       FALSE, NULL);
   return delivery;

@@ -47,6 +47,9 @@ VpsDelivery *vps_delivery_new (VpsDaemon *daemon, VpsQueue *queue, GError **erro
 void vps_delivery_start (VpsDelivery *delivery);
 /* A message was committed: deliver it soon (thread-safe). */
 void vps_delivery_submit (VpsDelivery *delivery, const char *id);
+/* The same with its envelope as committed (taken over), so the delivery
+ * does not read back and parse what was just written. */
+void vps_delivery_submit_envelope (VpsDelivery *delivery, const char *id, VpsEnvelope *env);
 /* Wait for deliveries in flight, then stop. */
 void vps_delivery_free (VpsDelivery *delivery);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsDelivery, vps_delivery_free)

@@ -173,23 +173,26 @@ commit_done (GObject *source, GAsyncResult *res, gpointer data)
   CommitCall *call = data;
   VpsSmtpConn *conn = call->conn;
   g_autoptr (GError) error = NULL;
+  g_autofree char *qid = g_strdup (call->env->id);
   gboolean ok = vps_queue_commit_finish (conn->server->queue, res, &error);
 
   if (ok)
     {
-      vps_info (vps_smtp_conn_id (conn), "smtp: %s: queued from=<%s> nrcpt=%u size=%" G_GUINT64_FORMAT,
-                call->env->id, call->env->sender, call->env->rcpts->len, call->env->size);
-      vps_delivery_submit (conn->server->delivery, call->env->id);
+      vps_info (vps_smtp_conn_id (conn),
+                "smtp: %s: queued from=<%s> nrcpt=%u size=%" G_GUINT64_FORMAT, qid,
+                call->env->sender, call->env->rcpts->len, call->env->size);
+      /* the envelope goes to the delivery as committed */
+      vps_delivery_submit_envelope (conn->server->delivery, qid, g_steal_pointer (&call->env));
     }
   else
-    vps_warning (vps_smtp_conn_id (conn), "smtp: %s: queue commit failed: %s", call->env->id,
+    vps_warning (vps_smtp_conn_id (conn), "smtp: %s: queue commit failed: %s", qid,
                  error->message);
   if (!conn->closed)
     {
       conn->n_messages += ok;
       if (ok)
         {
-          g_autofree char *line = g_strdup_printf ("250 2.0.0 Ok: queued as %s\r\n", call->env->id);
+          g_autofree char *line = g_strdup_printf ("250 2.0.0 Ok: queued as %s\r\n", qid);
 
           finish (conn, line, FALSE);
         }
@@ -197,7 +200,7 @@ commit_done (GObject *source, GAsyncResult *res, gpointer data)
         finish (conn, "451 4.3.0 Error: queue file write error\r\n", TRUE);
       vps_smtp_conn_end_async (conn);
     }
-  vps_envelope_free (call->env);
+  g_clear_pointer (&call->env, vps_envelope_free);
   vps_smtp_conn_unref (conn);
   g_free (call);
 }

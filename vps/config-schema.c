@@ -187,7 +187,7 @@ static const VpsConfigKeyDef schema[] = {
     "free space the spool must keep: below it, MAIL gets 452 4.3.1" },
   { "queue", "run_interval", VPS_CFG_DURATION, "60s", 100, DAY, NULL,
     "how often the queue is scanned for messages to (re)try" },
-  { "queue", "delivery_threads", VPS_CFG_INT, "4", 1, 256, NULL,
+  { "queue", "delivery_threads", VPS_CFG_INT, "8", 1, 256, NULL,
     "local deliveries in parallel" },
 
   { "delivery", "default", VPS_CFG_STRING, "mx", 0, 0, NULL,
