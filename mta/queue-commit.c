@@ -20,9 +20,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
+#include <stdio.h> /* renameat2, RENAME_EXCHANGE */
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* tmp/ID.eml already there (another process on the spool?): next id. */
@@ -244,18 +243,27 @@ vps_queue_writer_abort (VpsQueueWriter *w)
 
 /* A commit goes through two stages.  On the sync pool, the work of one
  * message alone: fsync its tmp/ID.eml, write and fsync tmp/ID.json.  Then
- * on the committer, for every commit ready at that moment (a batch): the
- * renames into incoming/, the message before the envelope, and one fsync
- * of incoming/ for all of them, before any callback.
+ * on the committer, for a batch of commits so synced: the renames into
+ * incoming/, the message before the envelope, and one fsync of incoming/
+ * for all of them, before any callback.
  *
- * Why a pool: a file fsync on ext4 waits for a journal commit (~0.5 ms on
- * our disks), and the journal folds the fsyncs that arrive together into
- * one commit.  Done one after the other on one thread, as the committer
- * did before, they capped the spool at ~1000 commits/s whatever the number
- * of sessions; done side by side they cost about one journal commit per
- * wave.  SYNC_THREADS bounds the commits whose fsyncs run at once; more
- * threads than sessions that commit together would only sit idle. */
+ * Why a pool: a file fsync waits for the disk (~0.3-0.5 ms here).  Done
+ * one after the other on one thread, as the committer once did, they
+ * capped the spool at ~1000 commits/s whatever the number of sessions.
+ * Side by side they overlap: several writes in flight at the device, and
+ * with a journal (ext4, XFS) the fsyncs that arrive together share one
+ * journal commit.  SYNC_THREADS bounds the commits whose fsyncs run at
+ * once; more threads than sessions that commit together would sit idle.
+ *
+ * Batches: the committer takes every commit waiting, and while others are
+ * still on the pool it waits for them too, up to as long as its last
+ * directory fsync took (GATHER_MAX_USEC at most).  Commits leave the pool
+ * one by one; without that wait each would get a directory fsync of its
+ * own, and the wait costs a batch no more than that fsync would. */
 #define SYNC_THREADS 16
+/* A slow disk's hiccup (a directory fsync of 100 ms) must not become
+ * everyone's delay. */
+#define GATHER_MAX_USEC 1000
 
 typedef struct
 {
@@ -314,6 +322,8 @@ sync_func (gpointer data, gpointer user_data)
 
   if (!commit_sync_files (q, c, &c->error))
     commit_undo (q, c);
+  /* before the push: the committer never waits for one it already has */
+  g_atomic_int_add (&q->syncing, -1);
   /* A failed commit goes to the committer too, which hands every result
    * back: the writers are freed on that thread only (the last reference
    * to the queue may go with one), never on the pool's.  From this push
@@ -341,11 +351,13 @@ commit_rename (VpsQueue *q, Commit *c, GError **error)
   return TRUE;
 }
 
-static void
+/* Returns how long the directory fsync took (µs; 0 without one). */
+static gint64
 commit_batch (VpsQueue *q, GPtrArray *batch)
 {
   g_autofree char *incoming = vps_queue_path (q, "incoming", NULL, NULL);
   g_autoptr (GError) sync_error = NULL;
+  gint64 start = 0;
   guint done = 0;
 
   for (guint i = 0; i < batch->len; i++)
@@ -363,6 +375,7 @@ commit_batch (VpsQueue *q, GPtrArray *batch)
   if (done > 0)
     {
       __atomic_add_fetch (&q->dir_syncs, 1, __ATOMIC_RELAXED);
+      start = g_get_monotonic_time ();
       if (!vps_queue_fsync_dir (incoming, &sync_error))
         {
           for (guint i = 0; i < batch->len; i++)
@@ -384,6 +397,7 @@ commit_batch (VpsQueue *q, GPtrArray *batch)
       if (c->error != NULL)
         vps_warning (c->w->id, "queue: %s: commit failed: %s", c->w->id, c->error->message);
     }
+  return start > 0 ? g_get_monotonic_time () - start : 0;
 }
 
 /* Hands the results back; frees the writers (possibly the queue's last
@@ -415,6 +429,21 @@ commit_clear (VpsQueue *q)
     g_thread_pool_free (q->syncers, FALSE, TRUE);
   g_async_queue_unref (q->commits);
   g_mutex_clear (&q->start_lock);
+  g_mutex_clear (&q->batch_lock);
+}
+
+/* The next commit for this batch: one waiting, else, while some are still
+ * on the pool, the first to come before the deadline. */
+static gpointer
+next_commit (VpsQueue *q, GAsyncQueue *commits, gint64 deadline)
+{
+  gpointer item = g_async_queue_try_pop (commits);
+  gint64 now;
+
+  while (item == NULL && g_atomic_int_get (&q->syncing) > 0
+         && (now = g_get_monotonic_time ()) < deadline)
+    item = g_async_queue_timeout_pop (commits, (guint64)(deadline - now));
+  return item;
 }
 
 static gpointer
@@ -422,20 +451,26 @@ committer_main (gpointer data)
 {
   VpsQueue *q = data;
   GAsyncQueue *commits = g_async_queue_ref (q->commits);
+  gint64 gather = 0; /* µs: the last directory fsync's time */
   gpointer item;
 
   while ((item = g_async_queue_pop (commits)) != &stop_marker)
     {
       g_autoptr (GPtrArray) batch = g_ptr_array_new ();
+      gint64 deadline, took;
 
+      g_mutex_lock (&q->batch_lock); /* held by a test: commits pile up */
+      deadline = g_get_monotonic_time () + MIN (gather, GATHER_MAX_USEC);
       /* everything waiting goes in this group; the stop marker cannot be
        * among it (it comes after the last reference, and every commit in
-       * the queue holds one through its writer) */
+       * the queue or on the pool holds one through its writer) */
       do
         g_ptr_array_add (batch, item);
-      while ((item = g_async_queue_try_pop (commits)) != NULL);
-      commit_batch (q, batch);
+      while ((item = next_commit (q, commits, deadline)) != NULL);
+      took = commit_batch (q, batch);
+      gather = took > 0 ? took : gather;
       commit_return (batch);
+      g_mutex_unlock (&q->batch_lock); /* q is freed after the loop only */
     }
   if (q->free_on_exit)
     {
@@ -465,7 +500,17 @@ void
 vps_queue_commit_init (VpsQueue *q)
 {
   g_mutex_init (&q->start_lock);
+  g_mutex_init (&q->batch_lock);
   q->commits = g_async_queue_new ();
+}
+
+void
+vps_queue_commit_hold (VpsQueue *q, gboolean hold)
+{
+  if (hold)
+    g_mutex_lock (&q->batch_lock);
+  else
+    g_mutex_unlock (&q->batch_lock);
 }
 
 gboolean
@@ -514,6 +559,7 @@ vps_queue_commit_async (VpsQueue *q, VpsQueueWriter *w, VpsEnvelope *env,
           c->task = task;
           g_task_set_task_data (task, c, (GDestroyNotify)commit_free);
           start_threads (q);
+          g_atomic_int_inc (&q->syncing);
           /* FALSE: no new thread could be started; the commit is queued
            * all the same and runs when a pool thread is free (w and c may
            * be gone by now: not named in the log) */

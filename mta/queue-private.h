@@ -3,7 +3,8 @@
  * queue-private.h — what the spool's two files share: the queue and writer
  * structs and the small file helpers.  queue.c owns the layout, recovery
  * and the calls that read and move queued messages; queue-commit.c the
- * writer, the commit (its threads included) and the envelope rewrite.  Not for other modules:
+ * writer, the commit (its threads included) and the envelope rewrite.
+ * Tests see it too (vps_queue_commit_hold).  Not for other modules:
  * queue.h is the contract.
  */
 #pragma once
@@ -21,8 +22,10 @@ struct _VpsQueue
   int lock_fd; /* -1: opened without the lock (vpsctl) */
   /* the commit machinery (queue-commit.c), started by the first commit */
   GMutex start_lock;     /* starting the committer and the sync pool */
+  GMutex batch_lock;     /* the committer's, around each batch */
   GThread *committer;    /* NULL until the first commit */
   GThreadPool *syncers;  /* per-message fsyncs; NULL until the first commit */
+  gint syncing;          /* atomic: commits on the pool, not yet handed over */
   GAsyncQueue *commits;  /* Commit* synced (or failed), or the stop marker */
   gboolean free_on_exit; /* the last unref happened on the committer */
   guint64 dir_syncs;     /* atomic */
@@ -62,5 +65,9 @@ void vps_queue_commit_init (VpsQueue *q);
  * called on the committer thread itself: that thread frees the queue when
  * it leaves its loop, the caller must not.  TRUE: the caller frees. */
 gboolean vps_queue_commit_stop (VpsQueue *q);
+/* Tests: while held, the committer starts no batch (it may have taken one
+ * commit already), so the commits that reach it meanwhile all go in the
+ * next one.  Held and released on the same thread. */
+void vps_queue_commit_hold (VpsQueue *q, gboolean hold);
 
 G_END_DECLS

@@ -717,15 +717,11 @@ vps_queue_load_message (VpsQueue *q, const char *id, GError **error)
   return g_mapped_file_get_bytes (map);
 }
 
-/* The envelope first (the commit point: a message without one is an
- * incomplete commit that recovery deletes), then the message.
- *
- * No fsync of the directory: the removal becomes durable with the file
- * system's next journal commit (seconds on ext4).  A crash before that
- * brings the message back and delivers it again — a duplicate, which the
+/* The envelope first (the commit point), then the message.  No directory
+ * fsync: a crash before the file system writes the removal back (seconds)
+ * brings the message back to be delivered again — a duplicate, which the
  * contract allows (TESTING.md, "Durability"), never a loss; Postfix does
- * not sync its queue directories on removal either.  An admin's delete
- * (vpsctl queue delete) shares that window. */
+ * not sync on removal either.  An admin's delete shares that window. */
 gboolean
 vps_queue_remove (VpsQueue *q, const char *id, GError **error)
 {

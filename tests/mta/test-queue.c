@@ -2,8 +2,8 @@
  *
  * test-queue.c — the spool: layout and lock, ids across threads, recovery
  * from the files each kind of crash leaves (made by hand here),
- * hold/release/remove and the crash points of a move, ids that are not
- * ids.  The writer, the commit and the envelope rewrite are in
+ * hold/release/remove and the crash points of a move, envelope updates,
+ * ids that are not ids.  The writer and the commit are in
  * test-queue-commit.c.
  */
 #include "mta/queue.h"
@@ -620,6 +620,67 @@ test_hold_crash_points (Fixture *f, gconstpointer data)
   g_assert_cmpint (area, ==, VPS_QUEUE_HOLD);
 }
 
+/* ---- envelope updates ------------------------------------------------------------- */
+
+static void
+test_update_envelope (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GBytes) msg = make_message (50, 7);
+  g_autofree char *id = queue_message (f->q, msg);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsEnvelope) env = vps_queue_load_envelope (f->q, id, &error);
+  g_autoptr (VpsEnvelope) back = NULL;
+  VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, 0);
+  g_autofree char *tmp = NULL;
+  g_autofree char *in = NULL;
+
+  r->state = VPS_RCPT_DELIVERED;
+  r->result = g_strdup ("250 2.0.0 delivered");
+  r->updated = g_get_real_time ();
+  env->attempts = 1;
+  g_assert_true (vps_queue_update_envelope (f->q, env, &error));
+  g_assert_no_error (error);
+  reopen (f);
+  back = vps_queue_load_envelope (f->q, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (back->attempts, ==, 1);
+  g_assert_cmpint (((VpsQueueRcpt *)g_ptr_array_index (back->rcpts, 0))->state, ==,
+                   VPS_RCPT_DELIVERED);
+  tmp = listing (f, "tmp");
+  g_assert_cmpstr (tmp, ==, "");
+
+  /* while held: updated where it is */
+  g_assert_true (vps_queue_hold (f->q, id, &error));
+  env->attempts = 2;
+  g_assert_true (vps_queue_update_envelope (f->q, env, &error));
+  g_clear_pointer (&back, vps_envelope_free);
+  back = vps_queue_load_envelope (f->q, id, &error);
+  g_assert_cmpuint (back->attempts, ==, 2);
+
+  /* removed meanwhile (vpsctl queue delete): no envelope comes back */
+  g_assert_true (vps_queue_remove (f->q, id, &error));
+  g_assert_false (vps_queue_update_envelope (f->q, env, &error));
+  g_assert_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+  in = listing (f, "hold");
+  g_assert_cmpstr (in, ==, "");
+  g_clear_pointer (&tmp, g_free);
+  tmp = listing (f, "tmp");
+  g_assert_cmpstr (tmp, ==, "");
+
+  /* an envelope that would not read back is not written */
+  put_entry (f, "incoming", RID ("40"), "m");
+  g_clear_pointer (&env->id, g_free);
+  env->id = g_strdup (RID ("40"));
+  g_free (env->sender);
+  env->sender = g_strdup ("a@b\r\nDATA");
+  g_assert_false (vps_queue_update_envelope (f->q, env, &error));
+  g_assert_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT);
+  g_clear_pointer (&back, vps_envelope_free);
+  back = vps_queue_load_envelope (f->q, RID ("40"), NULL);
+  g_assert_cmpstr (back->sender, ==, "alice@example.net");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -634,6 +695,7 @@ main (int argc, char **argv)
   ADD ("/mta/queue/hold-release-remove", test_hold_release_remove);
   ADD ("/mta/queue/hold/crash-points", test_hold_crash_points);
   ADD ("/mta/queue/bad-ids", test_bad_ids);
+  ADD ("/mta/queue/update-envelope", test_update_envelope);
 #undef ADD
   g_test_add_func ("/mta/queue/open-errors", test_open_errors);
   g_test_add_func ("/mta/queue/ids/valid", test_valid_id);
