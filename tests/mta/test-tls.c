@@ -7,99 +7,10 @@
  * thread, so every WANT_READ/WANT_WRITE path runs for real: SNI selection
  * (checked by the subject the client sees), version floors, cipher
  * settings, garbage and vanishing peers, a 1 MB round trip through small
- * socket buffers, close_notify, the error-queue isolation, and one case per
- * configuration error with its message.
+ * socket buffers, close_notify, the error-queue isolation.  The
+ * configuration errors are test-tls-config.c's.
  */
-#include "mta/tls.h"
-
-#include <glib/gstdio.h>
-#include <glib-unix.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <signal.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-/* Rounds of the pumping loops before a test calls it a hang. */
-#define PUMP_MAX_ROUNDS 200000
-#define ROUND_TRIP_SIZE (1024 * 1024)
-
-static char *tmp_dir;
-
-static char *
-tmp_path (const char *name)
-{
-  return g_build_filename (tmp_dir, name, NULL);
-}
-
-/* ---- certificates --------------------------------------------------------- */
-
-static void
-run_openssl (const char *const *args)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr (GError) error = NULL;
-  g_autofree char *err_text = NULL;
-  int status = 0;
-
-  g_ptr_array_add (argv, (char *)"openssl");
-  for (gsize i = 0; args[i] != NULL; i++)
-    g_ptr_array_add (argv, (char *)args[i]);
-  g_ptr_array_add (argv, NULL);
-  if (!g_spawn_sync (tmp_dir, (char **)argv->pdata, NULL,
-                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_text,
-                     &status, &error))
-    g_error ("openssl: %s", error->message);
-  if (!g_spawn_check_wait_status (status, &error))
-    g_error ("openssl %s: %s\n%s", args[0], error->message, err_text);
-}
-
-/* NAME.pem and NAME.key, self-signed, CN=cn, SAN dNSNames `san` (or none). */
-static void
-make_cert (const char *name, const char *cn, const char *san)
-{
-  g_autofree char *cert = g_strdup_printf ("%s.pem", name);
-  g_autofree char *key = g_strdup_printf ("%s.key", name);
-  g_autofree char *subj = g_strdup_printf ("/CN=%s", cn);
-  g_autofree char *ext = san != NULL ? g_strdup_printf ("subjectAltName=%s", san) : NULL;
-  const char *args[] = {
-    "req",     "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-    "-keyout", key,     "-out",    cert,       "-subj",  subj,    ext != NULL ? "-addext" : NULL,
-    ext,       NULL
-  };
-
-  run_openssl (args);
-}
-
-static void
-make_files (void)
-{
-  const char *encrypt[] = { "pkey",        "-in",  "main.key",      "-aes256", "-passout",
-                            "pass:secret", "-out", "encrypted.key", NULL };
-  g_autofree char *garbage = tmp_path ("garbage.pem");
-
-  make_cert ("main", "mx.test", "DNS:mx.test");
-  make_cert ("sni", "sni.test", "DNS:sni.test,DNS:*.wild.test");
-  make_cert ("exact", "exact.wild.test", "DNS:exact.wild.test");
-  make_cert ("cnonly", "cnonly.test", NULL);
-  run_openssl (encrypt);
-  g_assert_true (g_file_set_contents (garbage, "hello, not PEM\n", -1, NULL));
-}
-
-static void
-remove_tmp_dir (void)
-{
-  g_autoptr (GDir) dir = g_dir_open (tmp_dir, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *path = tmp_path (name);
-      g_unlink (path);
-    }
-  g_rmdir (tmp_dir);
-}
+#include "tests/mta/tls-test-util.h"
 
 /* ---- fixture -------------------------------------------------------------- */
 
@@ -686,125 +597,6 @@ test_server_outlived (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
 }
 
-/* ---- configuration errors, table-driven ---------------------------------- */
-
-typedef struct
-{
-  const char *path;
-  const char *cert, *key;         /* files in the temporary dir, NULL = none */
-  const char *sni_cert, *sni_key; /* one SNI pair when set */
-  gsize sni_copies;               /* or this many copies of the main pair */
-  const char *min_version, *ciphers, *ciphersuites;
-  const char *message; /* '@' stands for the temporary dir */
-  gboolean prefix;     /* the message only starts so (OpenSSL's words follow) */
-} ConfigCase;
-
-static const ConfigCase config_cases[] = {
-  { "missing-cert", "nope.pem", "main.key",
-    .message = "certificate @/nope.pem: No such file or "
-               "directory" },
-  { "missing-key", "main.pem", "nope.key", .message = "key @/nope.key: No such file or directory" },
-  { "no-cert", NULL, "main.key", .message = "no certificate file given" },
-  { "key-mismatch", "main.pem", "sni.key",
-    .message = "key @/sni.key does not match certificate @/main.pem" },
-  { "sni-key-mismatch", "main.pem", "main.key", "exact.pem", "cnonly.key",
-    .message = "key @/cnonly.key does not match certificate @/exact.pem" },
-  { "sni-missing-cert", "main.pem", "main.key", "nope.pem", "sni.key",
-    .message = "certificate @/nope.pem: No such file or directory" },
-  { "cert-not-pem", "garbage.pem", "main.key",
-    .message = "certificate @/garbage.pem: ", .prefix = TRUE },
-  { "key-not-pem", "main.pem", "garbage.pem",
-    .message = "key @/garbage.pem: no usable PEM private key (an encrypted key is not "
-               "supported): ",
-    .prefix = TRUE },
-  { "key-encrypted", "main.pem", "encrypted.key",
-    .message = "key @/encrypted.key: no usable PEM private key (an encrypted key is not "
-               "supported)",
-    .prefix = TRUE },
-  { "min-version", "main.pem", "main.key", .min_version = "SSLv3",
-    .message = "min_version \"SSLv3\": expected TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3" },
-  { "ciphers", "main.pem", "main.key", .ciphers = "NOPE",
-    .message = "ciphers \"NOPE\": no cipher match" },
-  { "ciphersuites", "main.pem", "main.key", .ciphersuites = "TLS_FAKE",
-    .message = "ciphersuites \"TLS_FAKE\": no cipher match" },
-  { "too-many-sni", "main.pem", "main.key", .sni_copies = VPS_TLS_MAX_SNI + 1,
-    .message = "65 SNI certificates: at most 64" },
-};
-
-static void
-test_config_error (gconstpointer data)
-{
-  const ConfigCase *c = data;
-  g_autofree char *cert = c->cert != NULL ? tmp_path (c->cert) : NULL;
-  g_autofree char *key = c->key != NULL ? tmp_path (c->key) : NULL;
-  g_autofree char *sni_cert = c->sni_cert != NULL ? tmp_path (c->sni_cert) : NULL;
-  g_autofree char *sni_key = c->sni_key != NULL ? tmp_path (c->sni_key) : NULL;
-  g_autofree VpsTlsCertPair *sni = g_new0 (VpsTlsCertPair, VPS_TLS_MAX_SNI + 1);
-  g_auto (GStrv) parts = g_strsplit (c->message, "@", -1);
-  g_autofree char *expected = g_strjoinv (tmp_dir, parts);
-  VpsTlsServerConfig config = { { cert, key } };
-  g_autoptr (GError) error = NULL;
-  g_autoptr (VpsTlsServer) server = NULL;
-
-  config.sni = sni;
-  if (sni_cert != NULL)
-    {
-      sni[0] = (VpsTlsCertPair){ sni_cert, sni_key };
-      config.n_sni = 1;
-    }
-  for (gsize i = 0; i < c->sni_copies; i++)
-    sni[i] = config.main;
-  if (c->sni_copies > 0)
-    config.n_sni = c->sni_copies;
-  config.min_version = c->min_version;
-  config.ciphers = c->ciphers;
-  config.ciphersuites = c->ciphersuites;
-
-  /* A stale entry must not end up in the message. */
-  ERR_raise (ERR_LIB_USER, 42);
-  server = vps_tls_server_new (&config, &error);
-  g_assert_null (server);
-  g_assert_error (error, VPS_TLS_ERROR, VPS_TLS_ERROR_CONFIG);
-  g_test_message ("%s", error->message);
-  if (c->prefix)
-    {
-      if (!g_str_has_prefix (error->message, expected))
-        g_error ("\"%s\" does not start with \"%s\"", error->message, expected);
-    }
-  else
-    g_assert_cmpstr (error->message, ==, expected);
-  g_assert_cmpuint (ERR_peek_error (), ==, 0);
-}
-
-/* The whole set at the limit loads. */
-static void
-test_config_max_sni (void)
-{
-  g_autofree char *cert = tmp_path ("main.pem");
-  g_autofree char *key = tmp_path ("main.key");
-  VpsTlsCertPair sni[VPS_TLS_MAX_SNI];
-  VpsTlsServerConfig config = { { cert, key }, sni, G_N_ELEMENTS (sni), "TLSv1.3" };
-  g_autoptr (GError) error = NULL;
-  g_autoptr (VpsTlsServer) server = NULL;
-
-  for (gsize i = 0; i < G_N_ELEMENTS (sni); i++)
-    sni[i] = config.main;
-  server = vps_tls_server_new (&config, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (server);
-}
-
-static void
-add_config_tests (void)
-{
-  for (gsize i = 0; i < G_N_ELEMENTS (config_cases); i++)
-    {
-      g_autofree char *path = g_strdup_printf ("/tls/config/%s", config_cases[i].path);
-      g_test_add_data_func (path, &config_cases[i], test_config_error);
-    }
-  g_test_add_func ("/tls/config/max-sni", test_config_max_sni);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -839,7 +631,6 @@ main (int argc, char **argv)
   ADD ("/tls/io/unclean-eof", test_unclean_eof);
   ADD ("/tls/io/no-renegotiation", test_no_renegotiation);
 #undef ADD
-  add_config_tests ();
 
   ret = g_test_run ();
   remove_tmp_dir ();
