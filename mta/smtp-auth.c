@@ -46,9 +46,8 @@ auth_stage_done (VpsSmtpConn *conn, VpsStageResult *result)
   conn->errors++;
   if (conn->errors >= conn->max_errors)
     {
-      vps_smtp_conn_printf (conn, "421 4.7.0 %s Error: too many errors\r\n",
-                            conn->setup->hostname);
-      conn->close_after_flush = TRUE;
+      vps_smtp_conn_printf (conn, "421 4.7.0 %s Error: too many errors\r\n", conn->setup->hostname);
+      vps_stream_close_after_flush (conn->stream);
       return;
     }
   /* slow down password guessing; the reply comes after the delay */
@@ -81,8 +80,8 @@ auth_check (VpsSmtpConn *conn, char *user, char *password)
   g_free (conn->auth_user);
   conn->auth_user = user;
   vps_smtp_conn_begin_async (conn);
-  vps_passwd_file_check_async (conn->setup->passwd, user, password, conn->cancellable,
-                               auth_checked, vps_smtp_conn_ref (conn));
+  vps_passwd_file_check_async (conn->setup->passwd, user, password, conn->cancellable, auth_checked,
+                               vps_smtp_conn_ref (conn));
   memset (password, 0, strlen (password));
   g_free (password);
 }
@@ -102,50 +101,50 @@ vps_smtp_auth_response (VpsSmtpConn *conn, const char *line)
     }
   switch (conn->auth_step)
     {
-    case AUTH_STEP_PLAIN:
-      {
-        g_autofree char *authzid = NULL;
-        char *authcid = NULL, *password = NULL;
+      case AUTH_STEP_PLAIN:
+        {
+          g_autofree char *authzid = NULL;
+          char *authcid = NULL, *password = NULL;
 
-        if (!smtp_sasl_plain_decode (line, &authzid, &authcid, &password, &error))
-          break;
-        /* no proxy authorisation: authzid must be empty or the same user */
-        if (authzid[0] != '\0' && strcmp (authzid, authcid) != 0)
-          {
-            g_free (authcid);
-            g_free (password);
-            conn->auth_step = AUTH_STEP_NONE;
-            conn->phase = PHASE_COMMAND;
-            vps_smtp_session_error (conn, "535 5.7.8 Error: authentication failed\r\n");
-            return;
-          }
-        auth_check (conn, authcid, password);
-        return;
-      }
-    case AUTH_STEP_LOGIN_USER:
-      {
-        char *user = smtp_sasl_base64_field (line, &error);
+          if (!smtp_sasl_plain_decode (line, &authzid, &authcid, &password, &error))
+            break;
+          /* no proxy authorisation: authzid must be empty or the same user */
+          if (authzid[0] != '\0' && strcmp (authzid, authcid) != 0)
+            {
+              g_free (authcid);
+              g_free (password);
+              conn->auth_step = AUTH_STEP_NONE;
+              conn->phase = PHASE_COMMAND;
+              vps_smtp_session_error (conn, "535 5.7.8 Error: authentication failed\r\n");
+              return;
+            }
+          auth_check (conn, authcid, password);
+          return;
+        }
+      case AUTH_STEP_LOGIN_USER:
+        {
+          char *user = smtp_sasl_base64_field (line, &error);
 
-        if (user == NULL)
-          break;
-        g_free (conn->auth_user);
-        conn->auth_user = user;
-        conn->auth_step = AUTH_STEP_LOGIN_PASS;
-        vps_smtp_conn_write (conn, "334 UGFzc3dvcmQ6\r\n", 18);
-        return;
-      }
-    case AUTH_STEP_LOGIN_PASS:
-      {
-        char *password = smtp_sasl_base64_field (line, &error);
+          if (user == NULL)
+            break;
+          g_free (conn->auth_user);
+          conn->auth_user = user;
+          conn->auth_step = AUTH_STEP_LOGIN_PASS;
+          vps_smtp_conn_write (conn, "334 UGFzc3dvcmQ6\r\n", 18);
+          return;
+        }
+      case AUTH_STEP_LOGIN_PASS:
+        {
+          char *password = smtp_sasl_base64_field (line, &error);
 
-        if (password == NULL)
-          break;
-        auth_check (conn, g_steal_pointer (&conn->auth_user), password);
-        return;
-      }
-    case AUTH_STEP_NONE:
-    default:
-      break;
+          if (password == NULL)
+            break;
+          auth_check (conn, g_steal_pointer (&conn->auth_user), password);
+          return;
+        }
+      case AUTH_STEP_NONE:
+      default:
+        break;
     }
   conn->auth_step = AUTH_STEP_NONE;
   conn->phase = PHASE_COMMAND;
@@ -189,7 +188,8 @@ vps_smtp_auth_command (VpsSmtpConn *conn, SmtpCommand *cmd)
     {
       conn->auth_step = AUTH_STEP_PLAIN;
       if (cmd->initial_response != NULL)
-        vps_smtp_auth_response (conn, strcmp (cmd->initial_response, "=") == 0 ? "" : cmd->initial_response);
+        vps_smtp_auth_response (
+            conn, strcmp (cmd->initial_response, "=") == 0 ? "" : cmd->initial_response);
       else
         vps_smtp_conn_write (conn, "334 \r\n", 6);
       return;
@@ -206,4 +206,3 @@ vps_smtp_auth_command (VpsSmtpConn *conn, SmtpCommand *cmd)
   conn->phase = PHASE_COMMAND;
   vps_smtp_session_error (conn, "504 5.5.4 Unsupported authentication mechanism\r\n");
 }
-

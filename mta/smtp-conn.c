@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  *
- * smtp-conn.c — one SMTP connection's I/O on its worker: non-blocking
- * reads into a bounded buffer, buffered replies, TLS layered in when the
- * session asks (mta/tls.h), delayed replies, deadlines and close.  What
- * the bytes mean is smtp-session.c's and smtp-message.c's business.
+ * smtp-conn.c — one SMTP connection's I/O on its worker: its stream
+ * (vps/stream.h: non-blocking reads into a bounded buffer, buffered
+ * replies), TLS layered in when the session asks (mta/tls.h) by replacing
+ * the stream's recv/send, delayed replies, deadlines and close.  What the
+ * bytes mean is smtp-session.c's and smtp-message.c's business.
  *
  * Contract (smtp-private.h): input is read only while no asynchronous step
  * is in flight and the output is not backed up; every read is handed to
@@ -15,19 +16,17 @@
  */
 #include "mta/smtp-private.h"
 
-#include <errno.h>
 #include <glib/gprintf.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "vps/log.h"
 
-static void want_input (VpsSmtpConn *conn, gboolean on);
 static void read_input (VpsSmtpConn *conn);
+static const VpsStreamCallbacks stream_callbacks;
 
 VpsSmtpConn *
-vps_smtp_conn_new (VpsSmtpServer *server, VpsSmtpWorker *worker, VpsSmtpRole role,
-                   GSocket *socket, const char *client_ip)
+vps_smtp_conn_new (VpsSmtpServer *server, VpsSmtpWorker *worker, VpsSmtpRole role, GSocket *socket,
+                   const char *client_ip)
 {
   VpsSmtpConn *conn = g_new0 (VpsSmtpConn, 1);
 
@@ -35,12 +34,11 @@ vps_smtp_conn_new (VpsSmtpServer *server, VpsSmtpWorker *worker, VpsSmtpRole rol
   conn->server = server;
   conn->worker = worker;
   conn->role = role;
-  conn->context = g_main_context_ref (worker->context);
-  conn->socket = g_object_ref (socket);
-  conn->fd = g_socket_get_fd (socket);
+  conn->stream
+      = vps_stream_new (socket, worker->context, VPS_SMTP_READ_CHUNK, &stream_callbacks, conn);
+  conn->in = vps_stream_get_input (conn->stream);
+  conn->out = vps_stream_get_output (conn->stream);
   conn->client_ip = g_strdup (client_ip);
-  conn->in = g_byte_array_sized_new (4096);
-  conn->out = g_byte_array_sized_new (1024);
   conn->chunk = g_byte_array_new ();
   conn->rcpt_cmds = g_ptr_array_new_with_free_func ((GDestroyNotify)smtp_command_free);
   conn->session = vps_session_new ();
@@ -63,15 +61,14 @@ vps_smtp_conn_unref (VpsSmtpConn *conn)
 {
   if (conn == NULL || !g_atomic_int_dec_and_test (&conn->ref))
     return;
-  g_clear_object (&conn->socket);
   g_clear_object (&conn->cancellable);
-  g_byte_array_unref (conn->in);
-  g_byte_array_unref (conn->out);
   g_byte_array_unref (conn->chunk);
   g_ptr_array_unref (conn->rcpt_cmds);
   g_clear_pointer (&conn->mail, smtp_command_free);
   g_clear_pointer (&conn->pending, smtp_command_free);
   g_clear_error (&conn->write_error);
+  /* the stream first: its I/O may point at the TLS connection */
+  g_clear_pointer (&conn->stream, vps_stream_unref);
   g_clear_pointer (&conn->tls, vps_tls_conn_free);
   g_clear_pointer (&conn->txn, vps_txn_unref);
   g_clear_pointer (&conn->session, vps_session_unref);
@@ -80,7 +77,6 @@ vps_smtp_conn_unref (VpsSmtpConn *conn)
   g_free (conn->auth_mechanism);
   g_free (conn->auth_user);
   g_free (conn->client_ip);
-  g_main_context_unref (conn->context);
   g_free (conn);
 }
 
@@ -90,16 +86,6 @@ vps_smtp_conn_id (VpsSmtpConn *conn)
   return vps_session_get_id (conn->session);
 }
 
-static void
-destroy_source (GSource **source)
-{
-  if (*source != NULL)
-    {
-      g_source_destroy (*source);
-      g_clear_pointer (source, g_source_unref);
-    }
-}
-
 void
 vps_smtp_conn_close (VpsSmtpConn *conn)
 {
@@ -107,13 +93,15 @@ vps_smtp_conn_close (VpsSmtpConn *conn)
     return;
   conn->closed = TRUE;
   g_cancellable_cancel (conn->cancellable);
-  destroy_source (&conn->read_source);
-  destroy_source (&conn->write_source);
-  destroy_source (&conn->delay_source);
+  if (conn->delay_source != NULL)
+    {
+      g_source_destroy (conn->delay_source);
+      g_clear_pointer (&conn->delay_source, g_source_unref);
+    }
   vps_smtp_message_abort (conn);
   if (conn->tls != NULL)
     vps_tls_conn_shutdown (conn->tls);
-  g_socket_close (conn->socket, NULL);
+  vps_stream_close (conn->stream);
   g_queue_unlink (&conn->worker->conns, &conn->link);
   vps_info (vps_smtp_conn_id (conn), "smtp: disconnect from [%s] messages=%u errors=%u",
             conn->client_ip, conn->n_messages, conn->errors);
@@ -153,178 +141,93 @@ vps_smtp_conn_reply (VpsSmtpConn *conn, const MailReply *reply)
   vps_smtp_conn_write (conn, text, strlen (text));
 }
 
-static gboolean on_writable (GSocket *socket, GIOCondition cond, gpointer data);
 static void handshake_step (VpsSmtpConn *conn);
-
-static void
-wait_writable (VpsSmtpConn *conn, GIOCondition cond)
-{
-  if (conn->write_source != NULL && conn->write_cond == cond)
-    return;
-  destroy_source (&conn->write_source);
-  conn->write_cond = cond;
-  conn->write_source = g_socket_create_source (conn->socket, cond | G_IO_ERR | G_IO_HUP, NULL);
-  g_source_set_callback (conn->write_source, G_SOURCE_FUNC (on_writable), conn, NULL);
-  g_source_attach (conn->write_source, conn->context);
-}
-
-/* Write as much of conn->out as the socket takes.  FALSE when the
- * connection failed (and is closed). */
-static gboolean
-write_out (VpsSmtpConn *conn)
-{
-  while (conn->out->len > 0)
-    {
-      g_autoptr (GError) error = NULL;
-      gsize n = 0;
-
-      if (conn->tls != NULL)
-        {
-          VpsTlsStatus st = vps_tls_conn_write (conn->tls, conn->out->data, conn->out->len, &n,
-                                                &error);
-          if (st == VPS_TLS_WANT_WRITE || st == VPS_TLS_WANT_READ)
-            {
-              wait_writable (conn, st == VPS_TLS_WANT_WRITE ? G_IO_OUT : G_IO_IN);
-              return TRUE;
-            }
-          if (st != VPS_TLS_OK)
-            {
-              vps_notice (vps_smtp_conn_id (conn), "smtp: TLS write: %s",
-                          error ? error->message : "closed");
-              vps_smtp_conn_close (conn);
-              return FALSE;
-            }
-        }
-      else
-        {
-          gssize w = send (conn->fd, conn->out->data, conn->out->len, MSG_NOSIGNAL);
-
-          if (w < 0)
-            {
-              if (errno == EAGAIN || errno == EWOULDBLOCK)
-                {
-                  wait_writable (conn, G_IO_OUT);
-                  return TRUE;
-                }
-              if (errno == EINTR)
-                continue;
-              vps_notice (vps_smtp_conn_id (conn), "smtp: write: %s", g_strerror (errno));
-              vps_smtp_conn_close (conn);
-              return FALSE;
-            }
-          n = (gsize)w;
-        }
-      g_byte_array_remove_range (conn->out, 0, (guint)n);
-    }
-  destroy_source (&conn->write_source);
-  return TRUE;
-}
 
 void
 vps_smtp_conn_flush (VpsSmtpConn *conn)
 {
   if (conn->closed || conn->phase == PHASE_HANDSHAKE)
     return; /* handshake_step owns the sources */
-  if (!write_out (conn))
+  /* a failed write, or the last reply written, ends in on_closed */
+  if (!vps_stream_flush (conn->stream))
     return;
-  if (conn->out->len == 0 && conn->close_after_flush)
-    {
-      vps_smtp_conn_close (conn);
-      return;
-    }
-  want_input (conn, !conn->busy && !conn->close_after_flush
-                        && conn->out->len < VPS_SMTP_MAX_OUTPUT);
+  vps_stream_want_input (conn->stream, !conn->busy && !vps_stream_is_closing (conn->stream)
+                                           && conn->out->len < VPS_SMTP_MAX_OUTPUT);
 }
 
-static gboolean
-on_writable (GSocket *socket, GIOCondition cond, gpointer data)
+/* ---- the stream's callbacks ------------------------------------------------ */
+
+/* The socket took output again (not during the handshake: on_ready). */
+static void
+on_writable (VpsStream *stream, gpointer data)
 {
   VpsSmtpConn *conn = data;
 
   vps_smtp_conn_ref (conn);
-  g_clear_pointer (&conn->write_source, g_source_unref);
-  if (conn->phase == PHASE_HANDSHAKE)
-    handshake_step (conn);
-  else
-    {
-      vps_smtp_conn_flush (conn);
-      /* replies drained below the limit: reading may go on */
-      if (!conn->closed && !conn->busy && conn->in->len > 0)
-        vps_smtp_session_process (conn);
-    }
+  vps_smtp_conn_flush (conn);
+  /* replies drained below the limit: reading may go on */
+  if (!conn->closed && !conn->busy && conn->in->len > 0)
+    vps_smtp_session_process (conn);
   vps_smtp_conn_unref (conn);
-  return G_SOURCE_REMOVE;
 }
 
-/* ---- input ---------------------------------------------------------------- */
+/* The socket is ready for the TLS handshake (the stream is held). */
+static void
+on_ready (VpsStream *stream, GIOCondition cond, gpointer data)
+{
+  VpsSmtpConn *conn = data;
 
-static gboolean on_readable (GSocket *socket, GIOCondition cond, gpointer data);
+  vps_smtp_conn_ref (conn);
+  handshake_step (conn);
+  vps_smtp_conn_unref (conn);
+}
+
+/* The stream read once: process it, then read on while we may. */
+static void
+on_input (VpsStream *stream, gpointer data)
+{
+  VpsSmtpConn *conn = data;
+
+  vps_smtp_conn_ref (conn);
+  vps_smtp_session_process (conn);
+  read_input (conn);
+  vps_smtp_conn_unref (conn);
+}
 
 static void
-want_input (VpsSmtpConn *conn, gboolean on)
+on_closed (VpsStream *stream, const GError *error, gpointer data)
 {
-  if (conn->closed)
-    return;
-  if (on && conn->read_source == NULL)
+  VpsSmtpConn *conn = data;
+  const char *layer = conn->tls != NULL ? "TLS " : "";
+
+  if (error == NULL)
     {
-      conn->read_source
-          = g_socket_create_source (conn->socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
-      g_source_set_callback (conn->read_source, G_SOURCE_FUNC (on_readable), conn, NULL);
-      g_source_attach (conn->read_source, conn->context);
+      /* the last reply (421, 221, 554 ...) is written */
+      vps_smtp_conn_close (conn);
+      return;
     }
-  else if (!on)
-    destroy_source (&conn->read_source);
-}
-
-/* One read into conn->in: >0 bytes, 0 nothing now, -1 closed/failed (the
- * connection is closed). */
-static gssize
-read_some (VpsSmtpConn *conn)
-{
-  guint old = conn->in->len;
-  gsize n = 0;
-
-  g_byte_array_set_size (conn->in, old + VPS_SMTP_READ_CHUNK);
-  if (conn->tls != NULL)
+  if (g_error_matches (error, VPS_STREAM_ERROR, VPS_STREAM_ERROR_WRITE))
     {
-      g_autoptr (GError) error = NULL;
-      VpsTlsStatus st
-          = vps_tls_conn_read (conn->tls, conn->in->data + old, VPS_SMTP_READ_CHUNK, &n, &error);
-
-      g_byte_array_set_size (conn->in, old + (st == VPS_TLS_OK ? (guint)n : 0));
-      if (st == VPS_TLS_WANT_READ)
-        return 0;
-      if (st == VPS_TLS_WANT_WRITE)
-        {
-          wait_writable (conn, G_IO_OUT);
-          return 0;
-        }
-      if (st == VPS_TLS_OK)
-        return (gssize)n;
-      if (st == VPS_TLS_FAILED)
-        vps_notice (vps_smtp_conn_id (conn), "smtp: TLS read: %s", error->message);
+      vps_notice (vps_smtp_conn_id (conn), "smtp: %swrite: %s", layer, error->message);
+      vps_smtp_conn_close (conn);
+      return;
     }
-  else
-    {
-      gssize r;
-
-      do
-        r = recv (conn->fd, conn->in->data + old, VPS_SMTP_READ_CHUNK, 0);
-      while (r < 0 && errno == EINTR);
-      g_byte_array_set_size (conn->in, old + (r > 0 ? (guint)r : 0));
-      if (r > 0)
-        return r;
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return 0;
-      if (r < 0)
-        vps_notice (vps_smtp_conn_id (conn), "smtp: read: %s", g_strerror (errno));
-    }
+  if (!g_error_matches (error, VPS_STREAM_ERROR, VPS_STREAM_ERROR_EOF))
+    vps_notice (vps_smtp_conn_id (conn), "smtp: %sread: %s", layer, error->message);
   /* end of stream */
   if (conn->mail_seen || conn->phase == PHASE_DATA || conn->phase == PHASE_BDAT)
     vps_notice (vps_smtp_conn_id (conn), "smtp: connection lost in a transaction");
   vps_smtp_conn_close (conn);
-  return -1;
 }
+
+static const VpsStreamCallbacks stream_callbacks = {
+  .input = on_input,
+  .closed = on_closed,
+  .writable = on_writable,
+  .ready = on_ready,
+};
+
+/* ---- input ---------------------------------------------------------------- */
 
 /* Read and process until the socket has nothing more, a step goes
  * asynchronous, or the replies back up. */
@@ -332,10 +235,10 @@ static void
 read_input (VpsSmtpConn *conn)
 {
   vps_smtp_conn_ref (conn);
-  while (!conn->closed && !conn->busy && !conn->close_after_flush
+  while (!conn->closed && !conn->busy && !vps_stream_is_closing (conn->stream)
          && conn->phase != PHASE_HANDSHAKE && conn->out->len < VPS_SMTP_MAX_OUTPUT)
     {
-      gssize n = read_some (conn);
+      gssize n = vps_stream_read (conn->stream);
 
       if (n <= 0)
         break;
@@ -346,27 +249,11 @@ read_input (VpsSmtpConn *conn)
   vps_smtp_conn_unref (conn);
 }
 
-static gboolean
-on_readable (GSocket *socket, GIOCondition cond, gpointer data)
-{
-  VpsSmtpConn *conn = data;
-
-  if (conn->phase == PHASE_HANDSHAKE)
-    {
-      vps_smtp_conn_ref (conn);
-      handshake_step (conn);
-      vps_smtp_conn_unref (conn);
-      return G_SOURCE_CONTINUE;
-    }
-  read_input (conn);
-  return G_SOURCE_CONTINUE; /* want_input destroys the source when reading stops */
-}
-
 void
 vps_smtp_conn_begin_async (VpsSmtpConn *conn)
 {
   conn->busy = TRUE;
-  want_input (conn, FALSE);
+  vps_stream_want_input (conn->stream, FALSE);
 }
 
 void
@@ -413,7 +300,7 @@ vps_smtp_conn_tick (VpsSmtpConn *conn, gint64 now, gboolean draining)
       g_autoptr (MailReply) r = mail_reply_new_default (MAIL_REPLY_SHUTDOWN);
 
       vps_smtp_conn_reply (conn, r);
-      conn->close_after_flush = TRUE;
+      vps_stream_close_after_flush (conn->stream);
       vps_smtp_conn_flush (conn);
     }
 }
@@ -432,7 +319,7 @@ vps_smtp_conn_goodbye (VpsSmtpConn *conn)
       vps_smtp_conn_reply (conn, r);
       /* best effort: one non-blocking write, then close */
       conn->busy = FALSE;
-      write_out (conn);
+      vps_stream_flush (conn->stream);
     }
   vps_smtp_conn_close (conn);
 }
@@ -466,7 +353,7 @@ on_delay (gpointer data)
   vps_smtp_conn_write (conn, d->text, strlen (d->text));
   if (d->close_after)
     {
-      conn->close_after_flush = TRUE;
+      vps_stream_close_after_flush (conn->stream);
       vps_smtp_conn_flush (conn);
       return G_SOURCE_REMOVE;
     }
@@ -485,13 +372,50 @@ vps_smtp_conn_reply_later (VpsSmtpConn *conn, char *text, gint64 delay_ms, gbool
   /* replies queued before this one go out now; this one waits */
   vps_smtp_conn_flush (conn);
   vps_smtp_conn_begin_async (conn);
-  destroy_source (&conn->delay_source);
+  if (conn->delay_source != NULL)
+    {
+      g_source_destroy (conn->delay_source);
+      g_clear_pointer (&conn->delay_source, g_source_unref);
+    }
   conn->delay_source = g_timeout_source_new ((guint)MAX (delay_ms, 0));
   g_source_set_callback (conn->delay_source, on_delay, d, delayed_reply_free);
-  g_source_attach (conn->delay_source, conn->context);
+  g_source_attach (conn->delay_source, vps_stream_get_context (conn->stream));
 }
 
-/* ---- TLS handshake -------------------------------------------------------- */
+/* ---- TLS ------------------------------------------------------------------ */
+
+static VpsStreamStatus
+stream_status (VpsTlsStatus st)
+{
+  switch (st)
+    {
+      case VPS_TLS_OK:
+        return VPS_STREAM_IO_OK;
+      case VPS_TLS_WANT_READ:
+        return VPS_STREAM_IO_WANT_READ;
+      case VPS_TLS_WANT_WRITE:
+        return VPS_STREAM_IO_WANT_WRITE;
+      case VPS_TLS_CLOSED:
+        return VPS_STREAM_IO_CLOSED;
+      case VPS_TLS_FAILED:
+      default:
+        return VPS_STREAM_IO_FAILED;
+    }
+}
+
+static VpsStreamStatus
+tls_recv (gpointer data, guint8 *buf, gsize len, gsize *n, GError **error)
+{
+  return stream_status (vps_tls_conn_read (data, buf, len, n, error));
+}
+
+static VpsStreamStatus
+tls_send (gpointer data, const guint8 *buf, gsize len, gsize *n, GError **error)
+{
+  return stream_status (vps_tls_conn_write (data, buf, len, n, error));
+}
+
+static const VpsStreamIO tls_io = { tls_recv, tls_send };
 
 static void
 handshake_step (VpsSmtpConn *conn)
@@ -501,33 +425,25 @@ handshake_step (VpsSmtpConn *conn)
 
   switch (st)
     {
-    case VPS_TLS_OK:
-      destroy_source (&conn->read_source);
-      destroy_source (&conn->write_source);
-      conn->phase = PHASE_COMMAND;
-      vps_smtp_session_tls_ready (conn);
-      return;
-    case VPS_TLS_WANT_READ:
-      destroy_source (&conn->write_source);
-      if (conn->read_source == NULL)
-        {
-          conn->read_source
-              = g_socket_create_source (conn->socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
-          g_source_set_callback (conn->read_source, G_SOURCE_FUNC (on_readable), conn, NULL);
-          g_source_attach (conn->read_source, conn->context);
-        }
-      return;
-    case VPS_TLS_WANT_WRITE:
-      destroy_source (&conn->read_source);
-      wait_writable (conn, G_IO_OUT);
-      return;
-    case VPS_TLS_CLOSED:
-    case VPS_TLS_FAILED:
-    default:
-      vps_notice (vps_smtp_conn_id (conn), "smtp: %s",
-                  error ? error->message : "TLS handshake: connection closed");
-      vps_smtp_conn_close (conn);
-      return;
+      case VPS_TLS_OK:
+        /* the stream's sources stop; the session's flush re-arms them */
+        vps_stream_hold (conn->stream, FALSE);
+        conn->phase = PHASE_COMMAND;
+        vps_smtp_session_tls_ready (conn);
+        return;
+      case VPS_TLS_WANT_READ:
+        vps_stream_wait (conn->stream, G_IO_IN);
+        return;
+      case VPS_TLS_WANT_WRITE:
+        vps_stream_wait (conn->stream, G_IO_OUT);
+        return;
+      case VPS_TLS_CLOSED:
+      case VPS_TLS_FAILED:
+      default:
+        vps_notice (vps_smtp_conn_id (conn), "smtp: %s",
+                    error ? error->message : "TLS handshake: connection closed");
+        vps_smtp_conn_close (conn);
+        return;
     }
 }
 
@@ -540,7 +456,11 @@ vps_smtp_conn_start_tls (VpsSmtpConn *conn)
   /* CVE-2011-0411: nothing the client sent in plaintext survives */
   g_byte_array_set_size (conn->in, 0);
   smtp_line_reader_init (&conn->reader);
-  conn->tls = vps_tls_conn_new (tls, conn->fd);
+  conn->tls = vps_tls_conn_new (tls, vps_stream_get_fd (conn->stream));
+  /* from now on every byte goes through TLS; the handshake drives the
+   * socket until it completes */
+  vps_stream_set_io (conn->stream, &tls_io, conn->tls);
+  vps_stream_hold (conn->stream, TRUE);
   conn->phase = PHASE_HANDSHAKE;
   vps_smtp_conn_set_deadline (conn, conn->handshake_timeout);
   handshake_step (conn);

@@ -26,18 +26,17 @@ static char *
 rfc5322_date (void)
 {
   static const char *const days[] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
-  static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+  static const char *const months[]
+      = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
   g_autoptr (GDateTime) now = g_date_time_new_now_local ();
   gint64 off = g_date_time_get_utc_offset (now) / G_TIME_SPAN_MINUTE;
 
-  return g_strdup_printf ("%s, %d %s %d %02d:%02d:%02d %c%02d%02d",
-                          days[g_date_time_get_day_of_week (now) - 1],
-                          g_date_time_get_day_of_month (now),
-                          months[g_date_time_get_month (now) - 1], g_date_time_get_year (now),
-                          g_date_time_get_hour (now), g_date_time_get_minute (now),
-                          g_date_time_get_second (now), off < 0 ? '-' : '+',
-                          (int)(ABS (off) / 60), (int)(ABS (off) % 60));
+  return g_strdup_printf (
+      "%s, %d %s %d %02d:%02d:%02d %c%02d%02d", days[g_date_time_get_day_of_week (now) - 1],
+      g_date_time_get_day_of_month (now), months[g_date_time_get_month (now) - 1],
+      g_date_time_get_year (now), g_date_time_get_hour (now), g_date_time_get_minute (now),
+      g_date_time_get_second (now), off < 0 ? '-' : '+', (int)(ABS (off) / 60),
+      (int)(ABS (off) % 60));
 }
 
 /* Received: (RFC 5321 §4.4) with the protocol names of RFC 3848 / 6531.
@@ -149,7 +148,6 @@ as_if_queued (VpsSmtpConn *conn)
   return g_strdup_printf ("250 2.0.0 Ok: queued as %s\r\n", vps_queue_writer_get_id (conn->writer));
 }
 
-
 /* Finish the transaction with `line` as the reply. */
 static void
 finish (VpsSmtpConn *conn, const char *line, gboolean is_error)
@@ -185,8 +183,7 @@ commit_done (GObject *source, GAsyncResult *res, gpointer data)
       vps_delivery_submit_envelope (conn->server->delivery, qid, g_steal_pointer (&call->env));
     }
   else
-    vps_warning (vps_smtp_conn_id (conn), "smtp: %s: queue commit failed: %s", qid,
-                 error->message);
+    vps_warning (vps_smtp_conn_id (conn), "smtp: %s: queue commit failed: %s", qid, error->message);
   if (!conn->closed)
     {
       conn->n_messages += ok;
@@ -214,7 +211,7 @@ build_envelope (VpsSmtpConn *conn, const char *sender, GPtrArray *rcpts)
 
   env->id = g_strdup (vps_queue_writer_get_id (conn->writer));
   env->sender = g_strdup (sender);
-  env->ret = mail->ret == SMTP_RET_FULL ? g_strdup ("FULL")
+  env->ret = mail->ret == SMTP_RET_FULL   ? g_strdup ("FULL")
              : mail->ret == SMTP_RET_HDRS ? g_strdup ("HDRS")
                                           : NULL;
   env->envid = g_strdup (mail->envid);
@@ -361,9 +358,9 @@ end_of_data (VpsSmtpConn *conn)
     }
   if (conn->dec.line_too_long)
     {
-      g_autofree char *line = g_strdup_printf (
-          "552 5.6.0 Message has lines over %" G_GUINT64_FORMAT " octets\r\n",
-          conn->max_line_length);
+      g_autofree char *line
+          = g_strdup_printf ("552 5.6.0 Message has lines over %" G_GUINT64_FORMAT " octets\r\n",
+                             conn->max_line_length);
 
       finish (conn, line, TRUE);
       return;
@@ -414,19 +411,19 @@ feed_data (VpsSmtpConn *conn)
   write_chunk (conn);
   switch (st)
     {
-    case SMTP_DATA_END:
-      end_of_data (conn);
-      return TRUE;
-    case SMTP_DATA_BARE_NEWLINE:
-      vps_notice (vps_smtp_conn_id (conn), "smtp: bare <LF> received in data, closing");
-      vps_smtp_message_abort (conn);
-      vps_smtp_conn_printf (conn, "521 5.5.2 %s Error: bare <LF> received\r\n",
-                            conn->setup->hostname);
-      conn->close_after_flush = TRUE;
-      return TRUE;
-    case SMTP_DATA_MORE:
-    default:
-      return consumed > 0;
+      case SMTP_DATA_END:
+        end_of_data (conn);
+        return TRUE;
+      case SMTP_DATA_BARE_NEWLINE:
+        vps_notice (vps_smtp_conn_id (conn), "smtp: bare <LF> received in data, closing");
+        vps_smtp_message_abort (conn);
+        vps_smtp_conn_printf (conn, "521 5.5.2 %s Error: bare <LF> received\r\n",
+                              conn->setup->hostname);
+        vps_stream_close_after_flush (conn->stream);
+        return TRUE;
+      case SMTP_DATA_MORE:
+      default:
+        return consumed > 0;
     }
 }
 

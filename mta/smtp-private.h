@@ -2,8 +2,8 @@
  *
  * smtp-private.h — what the pieces of vsmtpd's SMTP server share:
  *   smtp-server.c   listeners, connection limits, TLS contexts, passwords
- *   smtp-conn.c     one connection's I/O: buffers, TLS layering, the
- *                   deadline timer, delayed replies, close
+ *   smtp-conn.c     one connection's I/O on its stream (vps/stream.h):
+ *                   TLS layering, the deadline timer, delayed replies, close
  *   smtp-session.c  the commands and the engine stages
  *   smtp-message.c  DATA/BDAT content, the end of data and the commit
  *
@@ -26,6 +26,7 @@
 #include "proto/smtp/smtp.h"
 #include "vps/daemon.h"
 #include "vps/engine.h"
+#include "vps/stream.h"
 
 G_BEGIN_DECLS
 
@@ -91,7 +92,7 @@ struct _VpsSmtpServer
   GHashTable *ips; /* client ip → VpsSmtpIpEntry */
 
   GMutex workers_lock;
-  GHashTable *workers; /* GMainContext* → VpsSmtpWorker* */
+  GHashTable *workers;  /* GMainContext* → VpsSmtpWorker* */
   GPtrArray *listeners; /* VpsListener* (borrowed: the daemon owns them) */
 };
 
@@ -114,27 +115,21 @@ struct _VpsSmtpConn
   VpsSmtpSetup *setup; /* TLS, passwords, hostname of this session */
   VpsSmtpRole role;
   VpsEngine *engine;
-  VpsConfig *cfg; /* the engine's */
-  GMainContext *context;
-  GSocket *socket;
-  int fd;
+  VpsConfig *cfg;    /* the engine's */
+  VpsStream *stream; /* the socket, its buffers and sources; TLS plugs in its I/O */
   char *client_ip;
   VpsTlsConn *tls;
   VpsSmtpPhase phase;
   gboolean closed;
   gboolean greeted;
-  gboolean starttls;           /* 220 to STARTTLS queued: handshake once flushed */
-  gboolean busy;               /* an asynchronous step is in flight */
-  gboolean close_after_flush;  /* the last reply is written, then close */
+  gboolean starttls; /* 220 to STARTTLS queued: handshake once flushed */
+  gboolean busy;     /* an asynchronous step is in flight */
   GCancellable *cancellable;
 
-  GByteArray *in;
-  GByteArray *out;
-  GSource *read_source;
-  GSource *write_source;
-  GIOCondition write_cond; /* G_IO_OUT, or G_IO_IN when TLS wants to read to write */
-  gint64 deadline;      /* monotonic µs: command, data or handshake deadline; 0 none */
-  GList link;           /* in the worker's list of connections (the tick) */
+  GByteArray *in;  /* the stream's: read, not yet consumed */
+  GByteArray *out; /* the stream's: replies to send */
+  gint64 deadline; /* monotonic µs: command, data or handshake deadline; 0 none */
+  GList link;      /* in the worker's list of connections (the tick) */
   struct _VpsSmtpWorker *worker;
   GSource *delay_source; /* a delayed reply (tarpit, failed AUTH) */
 
@@ -157,14 +152,14 @@ struct _VpsSmtpConn
   /* transaction state */
   gboolean mail_seen;
   gboolean smtputf8;
-  gboolean discard;       /* a discard verdict before data */
-  guint rcpt_attempts;    /* RCPT commands in this transaction, refused ones too */
+  gboolean discard;     /* a discard verdict before data */
+  guint rcpt_attempts;  /* RCPT commands in this transaction, refused ones too */
   SmtpCommand *mail;    /* the MAIL command of this transaction */
   GPtrArray *rcpt_cmds; /* SmtpCommand* of the accepted recipients */
   SmtpCommand *pending; /* the MAIL/RCPT whose stage is running */
   VpsQueueWriter *writer;
   SmtpDataDecoder dec;
-  GByteArray *chunk;    /* decoded content waiting to be written */
+  GByteArray *chunk; /* decoded content waiting to be written */
   gboolean write_failed;
   GError *write_error;
   gboolean bdat_seen;

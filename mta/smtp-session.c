@@ -40,7 +40,7 @@ vps_smtp_session_error (VpsSmtpConn *conn, const char *reply_line)
       vps_notice (vps_smtp_conn_id (conn), "smtp: too many errors (%u), closing", conn->errors);
       vps_smtp_conn_printf (conn, "%s", reply_line);
       vps_smtp_conn_printf (conn, "421 4.7.0 %s Error: too many errors\r\n", conn->setup->hostname);
-      conn->close_after_flush = TRUE;
+      vps_stream_close_after_flush (conn->stream);
       return FALSE;
     }
   if (conn->tarpit_delay > 0 && conn->errors > conn->tarpit_after)
@@ -77,34 +77,34 @@ vps_smtp_session_parse_error (VpsSmtpConn *conn, const GError *error)
 
   switch (error->code)
     {
-    case SMTP_ERROR_LINE_TOO_LONG:
-      line = "500 5.5.2 Error: line too long\r\n";
-      break;
-    case SMTP_ERROR_NUL:
-      line = "500 5.5.2 Error: NUL in command\r\n";
-      break;
-    case SMTP_ERROR_UNKNOWN:
-      line = "502 5.5.2 Error: command not recognized\r\n";
-      break;
-    case SMTP_ERROR_BAD_SENDER:
-      line = "501 5.1.7 Bad sender address syntax\r\n";
-      break;
-    case SMTP_ERROR_BAD_RCPT:
-      line = "501 5.1.3 Bad recipient address syntax\r\n";
-      break;
-    case SMTP_ERROR_BAD_PARAM:
-      line = "555 5.5.4 Unsupported or malformed parameter\r\n";
-      break;
-    case SMTP_ERROR_8BIT:
-      line = "553 5.6.7 Must declare SMTPUTF8 to send UTF-8 address\r\n";
-      break;
-    case SMTP_ERROR_BAD_BASE64:
-      line = "501 5.5.2 Cannot decode response\r\n";
-      break;
-    case SMTP_ERROR_SYNTAX:
-    default:
-      line = "501 5.5.4 Syntax error in parameters or arguments\r\n";
-      break;
+      case SMTP_ERROR_LINE_TOO_LONG:
+        line = "500 5.5.2 Error: line too long\r\n";
+        break;
+      case SMTP_ERROR_NUL:
+        line = "500 5.5.2 Error: NUL in command\r\n";
+        break;
+      case SMTP_ERROR_UNKNOWN:
+        line = "502 5.5.2 Error: command not recognized\r\n";
+        break;
+      case SMTP_ERROR_BAD_SENDER:
+        line = "501 5.1.7 Bad sender address syntax\r\n";
+        break;
+      case SMTP_ERROR_BAD_RCPT:
+        line = "501 5.1.3 Bad recipient address syntax\r\n";
+        break;
+      case SMTP_ERROR_BAD_PARAM:
+        line = "555 5.5.4 Unsupported or malformed parameter\r\n";
+        break;
+      case SMTP_ERROR_8BIT:
+        line = "553 5.6.7 Must declare SMTPUTF8 to send UTF-8 address\r\n";
+        break;
+      case SMTP_ERROR_BAD_BASE64:
+        line = "501 5.5.2 Cannot decode response\r\n";
+        break;
+      case SMTP_ERROR_SYNTAX:
+      default:
+        line = "501 5.5.4 Syntax error in parameters or arguments\r\n";
+        break;
     }
   vps_smtp_session_error (conn, line);
 }
@@ -123,9 +123,8 @@ vps_smtp_session_verdict_reply (VpsSmtpConn *conn, VpsStageResult *result)
     {
       /* the engine validated it; a connector's odd text falls back */
       vps_warning (vps_smtp_conn_id (conn), "smtp: bad reply from the rules: %s", error->message);
-      reply = mail_reply_new_default (result->verdict == RULES_VERDICT_REJECT
-                                          ? MAIL_REPLY_REJECT
-                                          : MAIL_REPLY_TEMPFAIL);
+      reply = mail_reply_new_default (
+          result->verdict == RULES_VERDICT_REJECT ? MAIL_REPLY_REJECT : MAIL_REPLY_TEMPFAIL);
     }
   return reply;
 }
@@ -144,8 +143,7 @@ stage_done (GObject *source, GAsyncResult *res, gpointer data)
   StageCall *call = data;
   VpsSmtpConn *conn = call->conn;
   g_autoptr (GError) error = NULL;
-  g_autoptr (VpsStageResult) result
-      = vps_engine_run_stage_finish (call->conn->engine, res, &error);
+  g_autoptr (VpsStageResult) result = vps_engine_run_stage_finish (call->conn->engine, res, &error);
 
   if (!conn->closed)
     {
@@ -154,7 +152,7 @@ stage_done (GObject *source, GAsyncResult *res, gpointer data)
           /* cannot happen short of cancellation: answer as a tempfail */
           vps_warning (vps_smtp_conn_id (conn), "smtp: stage failed: %s", error->message);
           reply_default (conn, MAIL_REPLY_SERVICE_UNAVAILABLE);
-          conn->close_after_flush = TRUE;
+          vps_stream_close_after_flush (conn->stream);
         }
       else
         call->done (conn, result);
@@ -191,11 +189,12 @@ greet (VpsSmtpConn *conn)
 
   /* A client that talks before the greeting is a bot (or a smuggler): a
    * real SMTP client waits for the 220.  Only visible without TLS. */
-  if (conn->tls == NULL && recv (conn->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+  if (conn->tls == NULL
+      && recv (vps_stream_get_fd (conn->stream), &probe, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
     {
       vps_notice (vps_smtp_conn_id (conn), "smtp: client spoke before the greeting");
       vps_smtp_conn_write (conn, "554 5.5.0 Error: SMTP protocol synchronization\r\n", 48);
-      conn->close_after_flush = TRUE;
+      vps_stream_close_after_flush (conn->stream);
       return;
     }
   vps_smtp_conn_printf (conn, "220 %s ESMTP vsmtpd\r\n", conn->setup->hostname);
@@ -225,7 +224,7 @@ connect_done (VpsSmtpConn *conn, VpsStageResult *result)
             }
         }
       vps_smtp_conn_reply (conn, reply);
-      conn->close_after_flush = TRUE;
+      vps_stream_close_after_flush (conn->stream);
       return;
     }
   greet (conn);
@@ -256,10 +255,11 @@ vps_smtp_session_timeout (VpsSmtpConn *conn)
       return;
     }
   vps_notice (vps_smtp_conn_id (conn), "smtp: timeout %s",
-              conn->phase == PHASE_DATA || conn->phase == PHASE_BDAT ? "in data" : "waiting for a command");
+              conn->phase == PHASE_DATA || conn->phase == PHASE_BDAT ? "in data"
+                                                                     : "waiting for a command");
   vps_smtp_message_abort (conn);
   vps_smtp_conn_printf (conn, "421 4.4.2 %s Error: timeout exceeded\r\n", conn->setup->hostname);
-  conn->close_after_flush = TRUE;
+  vps_stream_close_after_flush (conn->stream);
   vps_smtp_conn_flush (conn);
 }
 
@@ -302,7 +302,7 @@ helo_done (VpsSmtpConn *conn, VpsStageResult *result)
     {
       vps_smtp_session_error_reply (conn, reply);
       if (result->verdict == RULES_VERDICT_TEMPFAIL && result->code == 421)
-        conn->close_after_flush = TRUE;
+        vps_stream_close_after_flush (conn->stream);
       return;
     }
   note_verdict (conn, result);
@@ -523,7 +523,7 @@ do_data (VpsSmtpConn *conn, gboolean more_input)
        * §3.1: DATA ends a group) — or a smuggling attempt */
       vps_notice (vps_smtp_conn_id (conn), "smtp: improper pipelining after DATA");
       vps_smtp_conn_write (conn, "554 5.5.0 Error: SMTP protocol synchronization\r\n", 48);
-      conn->close_after_flush = TRUE;
+      vps_stream_close_after_flush (conn->stream);
       return;
     }
   if (!vps_smtp_message_begin (conn))
@@ -632,69 +632,69 @@ do_command (VpsSmtpConn *conn, const char *line, gsize len, gboolean more_input)
       vps_notice (vps_smtp_conn_id (conn), "smtp: improper pipelining after %s",
                   smtp_verb_name (cmd->verb));
       vps_smtp_conn_write (conn, "554 5.5.0 Error: SMTP protocol synchronization\r\n", 48);
-      conn->close_after_flush = TRUE;
+      vps_stream_close_after_flush (conn->stream);
       smtp_command_free (cmd);
       return;
     }
   switch (cmd->verb)
     {
-    case SMTP_CMD_HELO:
-    case SMTP_CMD_EHLO:
-      do_helo (conn, cmd);
-      break;
-    case SMTP_CMD_MAIL:
-      do_mail (conn, cmd); /* takes cmd when it runs the stage */
-      if (conn->pending == cmd || conn->mail == cmd)
-        return;
-      break;
-    case SMTP_CMD_RCPT:
-      do_rcpt (conn, cmd);
-      if (conn->pending == cmd
-          || (conn->rcpt_cmds->len > 0
-              && g_ptr_array_index (conn->rcpt_cmds, conn->rcpt_cmds->len - 1) == cmd))
-        return;
-      break;
-    case SMTP_CMD_DATA:
-      do_data (conn, more_input);
-      break;
-    case SMTP_CMD_BDAT:
-      do_bdat (conn, cmd);
-      break;
-    case SMTP_CMD_RSET:
-      vps_smtp_session_reset_txn (conn);
-      vps_smtp_conn_write (conn, "250 2.0.0 Ok\r\n", 14);
-      break;
-    case SMTP_CMD_NOOP:
-      vps_smtp_conn_write (conn, "250 2.0.0 Ok\r\n", 14);
-      break;
-    case SMTP_CMD_QUIT:
-      vps_smtp_conn_write (conn, "221 2.0.0 Bye\r\n", 15);
-      conn->close_after_flush = TRUE;
-      break;
-    case SMTP_CMD_VRFY:
-      if (conn->vrfy_disabled)
-        vps_smtp_session_error (conn, "502 5.5.1 VRFY command is disabled\r\n");
-      else
-        vps_smtp_conn_write (conn, "252 2.0.0 Cannot VRFY user, but will accept message\r\n", 53);
-      break;
-    case SMTP_CMD_EXPN:
-      vps_smtp_session_error (conn, "502 5.5.1 EXPN command is disabled\r\n");
-      break;
-    case SMTP_CMD_HELP:
-      vps_smtp_conn_write (conn,
-                           "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT "
-                           "VRFY HELP STARTTLS AUTH\r\n",
-                           90);
-      break;
-    case SMTP_CMD_STARTTLS:
-      do_starttls (conn);
-      break;
-    case SMTP_CMD_AUTH:
-      vps_smtp_auth_command (conn, cmd);
-      break;
-    default:
-      error_default (conn, MAIL_REPLY_UNKNOWN_COMMAND);
-      break;
+      case SMTP_CMD_HELO:
+      case SMTP_CMD_EHLO:
+        do_helo (conn, cmd);
+        break;
+      case SMTP_CMD_MAIL:
+        do_mail (conn, cmd); /* takes cmd when it runs the stage */
+        if (conn->pending == cmd || conn->mail == cmd)
+          return;
+        break;
+      case SMTP_CMD_RCPT:
+        do_rcpt (conn, cmd);
+        if (conn->pending == cmd
+            || (conn->rcpt_cmds->len > 0
+                && g_ptr_array_index (conn->rcpt_cmds, conn->rcpt_cmds->len - 1) == cmd))
+          return;
+        break;
+      case SMTP_CMD_DATA:
+        do_data (conn, more_input);
+        break;
+      case SMTP_CMD_BDAT:
+        do_bdat (conn, cmd);
+        break;
+      case SMTP_CMD_RSET:
+        vps_smtp_session_reset_txn (conn);
+        vps_smtp_conn_write (conn, "250 2.0.0 Ok\r\n", 14);
+        break;
+      case SMTP_CMD_NOOP:
+        vps_smtp_conn_write (conn, "250 2.0.0 Ok\r\n", 14);
+        break;
+      case SMTP_CMD_QUIT:
+        vps_smtp_conn_write (conn, "221 2.0.0 Bye\r\n", 15);
+        vps_stream_close_after_flush (conn->stream);
+        break;
+      case SMTP_CMD_VRFY:
+        if (conn->vrfy_disabled)
+          vps_smtp_session_error (conn, "502 5.5.1 VRFY command is disabled\r\n");
+        else
+          vps_smtp_conn_write (conn, "252 2.0.0 Cannot VRFY user, but will accept message\r\n", 53);
+        break;
+      case SMTP_CMD_EXPN:
+        vps_smtp_session_error (conn, "502 5.5.1 EXPN command is disabled\r\n");
+        break;
+      case SMTP_CMD_HELP:
+        vps_smtp_conn_write (conn,
+                             "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT "
+                             "VRFY HELP STARTTLS AUTH\r\n",
+                             90);
+        break;
+      case SMTP_CMD_STARTTLS:
+        do_starttls (conn);
+        break;
+      case SMTP_CMD_AUTH:
+        vps_smtp_auth_command (conn, cmd);
+        break;
+      default:
+        error_default (conn, MAIL_REPLY_UNKNOWN_COMMAND);
+        break;
     }
   smtp_command_free (cmd);
 }
@@ -704,13 +704,13 @@ bare_newline (VpsSmtpConn *conn)
 {
   vps_notice (vps_smtp_conn_id (conn), "smtp: bare <LF> received, closing");
   vps_smtp_conn_printf (conn, "521 5.5.2 %s Error: bare <LF> received\r\n", conn->setup->hostname);
-  conn->close_after_flush = TRUE;
+  vps_stream_close_after_flush (conn->stream);
 }
 
 void
 vps_smtp_session_process (VpsSmtpConn *conn)
 {
-  while (!conn->closed && !conn->busy && !conn->close_after_flush && !conn->starttls)
+  while (!conn->closed && !conn->busy && !vps_stream_is_closing (conn->stream) && !conn->starttls)
     {
       if (conn->phase == PHASE_DATA || conn->phase == PHASE_BDAT)
         {

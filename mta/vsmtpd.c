@@ -30,23 +30,13 @@
 int
 main (int argc, char **argv)
 {
-  g_autofree char *config_path = NULL;
-  gboolean check = FALSE;
-  gboolean version = FALSE;
+  g_auto (VpsDaemonOptions) options = { 0 };
   g_autoptr (GError) error = NULL;
-  g_autoptr (GOptionContext) context = NULL;
   g_autoptr (VpsDaemon) daemon = NULL;
   g_autoptr (VpsConfig) cfg = NULL;
   g_autoptr (VpsQueue) queue = NULL;
   g_autoptr (VpsDelivery) delivery = NULL;
   g_autoptr (VpsSmtpServer) server = NULL;
-  GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
-    { "check", 0, 0, G_OPTION_ARG_NONE, &check, "Validate configuration and rules, then exit",
-      NULL },
-    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
-    { NULL },
-  };
   int rc;
 
   setlocale (LC_ALL, "");
@@ -55,26 +45,12 @@ main (int argc, char **argv)
    * delivery (EFBIG, retried), not kill us */
   signal (SIGPIPE, SIG_IGN);
   signal (SIGXFSZ, SIG_IGN);
-  context = g_option_context_new ("- the vps SMTP server");
-  g_option_context_add_main_entries (context, entries, NULL);
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      fprintf (stderr, "vsmtpd: %s\n", error->message);
-      return 2;
-    }
-  if (version)
-    {
-      printf ("vsmtpd %s\n", VPS_VERSION);
-      return 0;
-    }
-  if (config_path == NULL)
-    {
-      fprintf (stderr, "vsmtpd: -c FILE is required\n");
-      return 2;
-    }
+  if (!vps_daemon_parse_command_line ("vsmtpd", "- the vps SMTP server", VPS_VERSION, &argc, &argv,
+                                      &options, &rc))
+    return rc;
 
   vps_connectors_register_all ();
-  daemon = vps_daemon_new ("vsmtpd", config_path);
+  daemon = vps_daemon_new ("vsmtpd", options.config_path);
   vps_daemon_set_engine_func (daemon, vps_remote_policy_engine_new);
   if (!vps_daemon_load (daemon, &error))
     {
@@ -82,7 +58,7 @@ main (int argc, char **argv)
       return 1;
     }
   cfg = vps_daemon_get_config (daemon);
-  if (check)
+  if (options.check)
     {
       /* everything the start would build, short of the spool and sockets */
       g_autoptr (VpsSmtpServer) probe = NULL;
@@ -90,14 +66,14 @@ main (int argc, char **argv)
       g_autofree char *target = NULL;
 
       probe = vps_smtp_server_new (daemon, NULL, NULL);
-      if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"),
-                                     &kind, &target, &error)
+      if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"), &kind,
+                                     &target, &error)
           || !vps_smtp_server_prepare (probe, &error))
         {
           fprintf (stderr, "vsmtpd: %s\n", error->message);
           return 1;
         }
-      printf ("vsmtpd: %s: OK\n", config_path);
+      printf ("vsmtpd: %s: OK\n", options.config_path);
       return 0;
     }
   queue = vps_queue_open (vps_config_get_path_value (cfg, "queue", "dir"), TRUE, &error);

@@ -11,6 +11,7 @@
 #include "vps/daemon.h"
 
 #include <glib-unix.h>
+#include <stdio.h>
 
 #include "vps/log.h"
 
@@ -42,6 +43,59 @@ struct _VpsDaemon
   gint draining;        /* atomic */
   GPtrArray *listeners; /* VpsListener* */
 };
+
+/* ---- the command line ------------------------------------------------------ */
+
+void
+vps_daemon_options_clear (VpsDaemonOptions *options)
+{
+  g_clear_pointer (&options->config_path, g_free);
+  options->check = FALSE;
+}
+
+gboolean
+vps_daemon_parse_command_line (const char *program, const char *summary, const char *version,
+                               int *argc, char ***argv, VpsDaemonOptions *options, int *exit_status)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GOptionContext) context = NULL;
+  gboolean show_version = FALSE;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &options->config_path, "Configuration file",
+      "FILE" },
+    { "check", 0, 0, G_OPTION_ARG_NONE, &options->check,
+      "Validate configuration and rules, then exit", NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &show_version, "Print the version", NULL },
+    { NULL },
+  };
+
+  g_return_val_if_fail (program != NULL && version != NULL && exit_status != NULL, FALSE);
+  context = g_option_context_new (summary);
+  g_option_context_add_main_entries (context, entries, NULL);
+  /* 2 for the command line, 1 for the configuration: scripts tell a typo in
+   * a unit file from a broken vps.conf */
+  if (!g_option_context_parse (context, argc, argv, &error))
+    {
+      fprintf (stderr, "%s: %s\n", program, error->message);
+      *exit_status = 2;
+      return FALSE;
+    }
+  if (show_version)
+    {
+      printf ("%s %s\n", program, version);
+      *exit_status = 0;
+      return FALSE;
+    }
+  if (options->config_path == NULL)
+    {
+      fprintf (stderr, "%s: -c FILE is required\n", program);
+      *exit_status = 2;
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- the daemon ------------------------------------------------------------ */
 
 VpsDaemon *
 vps_daemon_new (const char *program, const char *config_path)

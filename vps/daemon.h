@@ -28,6 +28,25 @@ G_BEGIN_DECLS
 
 typedef struct _VpsDaemon VpsDaemon;
 
+/* The command line every daemon takes: `PROGRAM -c FILE [--check]`. */
+typedef struct
+{
+  char *config_path; /* -c FILE */
+  gboolean check;    /* --check: validate the config and rules, then exit */
+} VpsDaemonOptions;
+
+void vps_daemon_options_clear (VpsDaemonOptions *options);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (VpsDaemonOptions, vps_daemon_options_clear)
+
+/* Parse -c FILE, --check and --version for `program` ("vpsd"; `summary`
+ * is the --help line).  TRUE: go on with `options`.  FALSE: the program
+ * exits with *exit_status — 0 after --version (printed as "PROGRAM
+ * VERSION"), 2 on a usage error such as a missing -c (said on stderr as
+ * "PROGRAM: ..."); 1 stays the exit status of a bad configuration. */
+gboolean vps_daemon_parse_command_line (const char *program, const char *summary,
+                                        const char *version, int *argc, char ***argv,
+                                        VpsDaemonOptions *options, int *exit_status);
+
 VpsDaemon *vps_daemon_new (const char *program, const char *config_path);
 void vps_daemon_free (VpsDaemon *daemon);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsDaemon, vps_daemon_free)

@@ -4,16 +4,17 @@
  * timers, lifecycle), milter-session.c (commands → stages → replies) and
  * milter-content.c (headers and body, end of message, modifications).
  *
- * Ownership: a VpsMilterConn is reference-counted; the socket sources hold
- * no reference (they are destroyed in conn_close), every engine call holds
- * one until its callback.  Everything runs on the worker context that
- * accepted the connection.
+ * Ownership: a VpsMilterConn is reference-counted; its VpsStream (socket,
+ * buffers, read and write sources) holds no reference on it and is closed
+ * in conn_close; every engine call holds one until its callback.
+ * Everything runs on the worker context that accepted the connection.
  */
 #pragma once
 
 #include "vps/engine.h"
 #include "vps/milter-server.h"
 #include "vps/session.h"
+#include "vps/stream.h"
 
 G_BEGIN_DECLS
 
@@ -52,15 +53,11 @@ typedef struct
   VpsMilterServer *server;
   VpsEngine *engine; /* the engine current at accept: reload leaves us alone */
   VpsConfig *cfg;    /* borrowed from engine */
-  GMainContext *context;
-  GSocket *socket;
-  GSource *read_source;
-  GSource *write_source;
+  VpsStream *stream; /* the socket, its buffers and sources */
   GSource *tick_source;
-  GByteArray *in;  /* received, not yet processed */
-  GByteArray *out; /* to send */
+  GByteArray *in;  /* the stream's: received, not yet processed */
+  GByteArray *out; /* the stream's: to send (the encoders append here) */
   gboolean closed;
-  gboolean close_after_flush;
 
   VpsSession *session;
   VpsTxn *txn;              /* the current message, or the session's first (connect/helo) */

@@ -525,7 +525,7 @@ vps_milter_conn_dispatch (VpsMilterConn *conn, MilterCommandPacket *p, GError **
           conn->phase = PHASE_HELO;
         return TRUE;
       case MILTER_CMD_QUIT:
-        conn->close_after_flush = TRUE;
+        vps_stream_close_after_flush (conn->stream);
         if (conn->out->len == 0)
           vps_milter_conn_close (conn);
         return TRUE;

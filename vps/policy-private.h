@@ -4,9 +4,9 @@
  * (socket, timer, lifecycle) and policy-session.c (requests → session,
  * transaction, stages → action).
  *
- * Ownership: a VpsPolicyConn is reference-counted; the socket sources hold
- * no reference (they are destroyed in conn_close), every engine call holds
- * one until its callback.  Everything runs on the worker context that
+ * Ownership: a VpsPolicyConn is reference-counted; its VpsStream (socket,
+ * buffers, read and write sources) holds no reference on it and is closed
+ * in conn_close; every engine call holds one until its callback.  Everything runs on the worker context that
  * accepted the connection.
  */
 #pragma once
@@ -15,6 +15,7 @@
 #include "vps/engine.h"
 #include "vps/policy-server.h"
 #include "vps/session.h"
+#include "vps/stream.h"
 
 G_BEGIN_DECLS
 
@@ -45,14 +46,11 @@ typedef struct
   VpsPolicyServer *server;
   VpsEngine *engine; /* the engine current at accept: reload leaves us alone */
   VpsConfig *cfg;    /* borrowed from engine */
-  GMainContext *context;
-  GSocket *socket;
-  GSource *read_source;
-  GSource *write_source;
+  VpsStream *stream; /* the socket, its buffers and sources */
   GSource *tick_source;
   PolicyParser *parser;
-  GByteArray *in; /* read, not yet fed to the parser */
-  GString *out;   /* to send */
+  GByteArray *in; /* the stream's: read, not yet fed to the parser */
+  GString *out;   /* replies being written, handed to the stream at flush */
   gboolean closed;
   char *peer; /* "IP:PORT" or "unix socket", for the log */
   char *id;   /* the log id: the session's id, or "P<n>" before a session */

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT
  *
  * policy-server.c — the policy listener and the life of one connection:
- * accept, non-blocking reads fed to the request parser (proto/policy),
- * buffered writes, one timer per connection for the idle and request
- * timeouts and the drain, and close.  What a request means is
- * policy-session.c's business.
+ * accept, the bytes its stream reads (vps/stream.h: non-blocking reads,
+ * buffered writes) fed to the request parser (proto/policy), one timer per
+ * connection for the idle and request timeouts and the drain, and close.
+ * What a request means is policy-session.c's business.
  *
  * Contract (see policy-server.h): a peer that misbehaves — bytes the codec
  * refuses (a '=' or NUL in a name, an over-long line, too many attributes,
@@ -39,10 +39,9 @@ vps_policy_conn_unref (VpsPolicyConn *conn)
   if (conn == NULL || !g_atomic_int_dec_and_test (&conn->ref))
     return;
   vps_policy_conn_end_session (conn);
-  g_clear_object (&conn->socket);
   g_clear_object (&conn->cancellable);
   g_clear_pointer (&conn->parser, policy_parser_free);
-  g_byte_array_unref (conn->in);
+  g_clear_pointer (&conn->stream, vps_stream_unref);
   g_string_free (conn->out, TRUE);
   g_clear_pointer (&conn->req, policy_request_unref);
   g_clear_pointer (&conn->prev_req, policy_request_unref);
@@ -52,7 +51,6 @@ vps_policy_conn_unref (VpsPolicyConn *conn)
   g_clear_pointer (&conn->engine, vps_engine_unref);
   g_free (conn->peer);
   g_free (conn->id);
-  g_main_context_unref (conn->context);
   g_free (conn);
 }
 
@@ -60,16 +58,6 @@ const char *
 vps_policy_conn_id (VpsPolicyConn *conn)
 {
   return conn->session != NULL ? vps_session_get_id (conn->session) : conn->id;
-}
-
-static void
-destroy_source (GSource **source)
-{
-  if (*source != NULL)
-    {
-      g_source_destroy (*source);
-      g_clear_pointer (source, g_source_unref);
-    }
 }
 
 void
@@ -81,10 +69,12 @@ vps_policy_conn_close (VpsPolicyConn *conn)
   /* a stage in flight is told to stop; its callback finds us closed */
   if (conn->cancellable != NULL)
     g_cancellable_cancel (conn->cancellable);
-  destroy_source (&conn->read_source);
-  destroy_source (&conn->write_source);
-  destroy_source (&conn->tick_source);
-  g_socket_close (conn->socket, NULL);
+  if (conn->tick_source != NULL)
+    {
+      g_source_destroy (conn->tick_source);
+      g_clear_pointer (&conn->tick_source, g_source_unref);
+    }
+  vps_stream_close (conn->stream);
   vps_info (vps_policy_conn_id (conn), "policy: disconnect from %s requests=%u", conn->peer,
             conn->n_requests);
   vps_policy_conn_end_session (conn);
@@ -104,80 +94,20 @@ vps_policy_conn_fail (VpsPolicyConn *conn, const char *why)
   vps_policy_conn_close (conn);
 }
 
-/* ---- output --------------------------------------------------------------- */
-
-static gboolean on_writable (GSocket *socket, GIOCondition cond, gpointer data);
+/* ---- I/O (vps/stream.h) ---------------------------------------------------- */
 
 void
 vps_policy_conn_flush (VpsPolicyConn *conn)
 {
-  gsize off = 0;
-
   if (conn->closed)
     return;
-  while (off < conn->out->len)
+  if (conn->out->len > 0)
     {
-      g_autoptr (GError) error = NULL;
-      gssize n
-          = g_socket_send (conn->socket, conn->out->str + off, conn->out->len - off, NULL, &error);
-
-      if (n < 0)
-        {
-          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-            {
-              g_string_erase (conn->out, 0, (gssize)off);
-              if (conn->write_source == NULL)
-                {
-                  conn->write_source = g_socket_create_source (conn->socket, G_IO_OUT, NULL);
-                  g_source_set_callback (conn->write_source, G_SOURCE_FUNC (on_writable), conn,
-                                         NULL);
-                  g_source_attach (conn->write_source, conn->context);
-                }
-              return;
-            }
-          {
-            g_autofree char *why = g_strdup_printf ("write: %s", error->message);
-            vps_policy_conn_fail (conn, why);
-          }
-          return;
-        }
-      off += (gsize)n;
+      vps_stream_write (conn->stream, conn->out->str, conn->out->len);
+      g_string_truncate (conn->out, 0);
     }
-  g_string_truncate (conn->out, 0);
-  destroy_source (&conn->write_source);
-}
-
-static gboolean
-on_writable (GSocket *socket, GIOCondition cond, gpointer data)
-{
-  VpsPolicyConn *conn = data;
-
-  vps_policy_conn_ref (conn);
-  /* the source is ours to drop: flush re-creates it when still blocked */
-  g_clear_pointer (&conn->write_source, g_source_unref);
-  vps_policy_conn_flush (conn);
-  vps_policy_conn_unref (conn);
-  return G_SOURCE_REMOVE;
-}
-
-/* ---- input ---------------------------------------------------------------- */
-
-static gboolean on_readable (GSocket *socket, GIOCondition cond, gpointer data);
-
-static void
-want_input (VpsPolicyConn *conn, gboolean on)
-{
-  if (conn->closed)
-    return;
-  if (on && conn->read_source == NULL)
-    {
-      conn->read_source
-          = g_socket_create_source (conn->socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
-      g_source_set_callback (conn->read_source, G_SOURCE_FUNC (on_readable), conn, NULL);
-      g_source_attach (conn->read_source, conn->context);
-    }
-  else if (!on)
-    destroy_source (&conn->read_source);
+  /* a write that fails ends in on_closed */
+  vps_stream_flush (conn->stream);
 }
 
 /* Feed what was read to the parser, one request at a time, until a request
@@ -213,7 +143,8 @@ process_input (VpsPolicyConn *conn)
     g_byte_array_remove_range (conn->in, 0, (guint)off);
   vps_policy_conn_flush (conn);
   /* read on only when idle and everything read was fed */
-  want_input (conn, !conn->busy && conn->in->len == 0);
+  if (!conn->closed)
+    vps_stream_want_input (conn->stream, !conn->busy && conn->in->len == 0);
 }
 
 void
@@ -225,37 +156,24 @@ vps_policy_conn_resume (VpsPolicyConn *conn)
   process_input (conn);
 }
 
-static gboolean
-on_readable (GSocket *socket, GIOCondition cond, gpointer data)
+/* One read arrived (at most VPS_POLICY_READ_CHUNK). */
+static void
+on_input (VpsStream *stream, gpointer data)
 {
   VpsPolicyConn *conn = data;
-  g_autoptr (GError) error = NULL;
-  guint old = conn->in->len;
-  gssize n;
 
-  g_byte_array_set_size (conn->in, old + VPS_POLICY_READ_CHUNK);
-  n = g_socket_receive (socket, (char *)conn->in->data + old, VPS_POLICY_READ_CHUNK, NULL, &error);
-  if (n < 0)
-    {
-      g_byte_array_set_size (conn->in, old);
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-        return G_SOURCE_CONTINUE;
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)
-          && policy_parser_get_pending (conn->parser) == 0 && !conn->busy)
-        {
-          /* a reset between requests (a client that exits with our last
-           * answer unread) ends the connection like a close */
-          vps_policy_conn_close (conn);
-          return G_SOURCE_REMOVE;
-        }
-      {
-        g_autofree char *why = g_strdup_printf ("read: %s", error->message);
-        vps_policy_conn_fail (conn, why);
-      }
-      return G_SOURCE_REMOVE;
-    }
-  g_byte_array_set_size (conn->in, old + (guint)n);
-  if (n == 0)
+  conn->last_input = g_get_monotonic_time ();
+  vps_policy_conn_ref (conn);
+  process_input (conn);
+  vps_policy_conn_unref (conn);
+}
+
+static void
+on_closed (VpsStream *stream, const GError *error, gpointer data)
+{
+  VpsPolicyConn *conn = data;
+
+  if (g_error_matches (error, VPS_STREAM_ERROR, VPS_STREAM_ERROR_EOF))
     {
       g_autoptr (GError) local = NULL;
 
@@ -268,15 +186,28 @@ on_readable (GSocket *socket, GIOCondition cond, gpointer data)
         }
       else
         vps_policy_conn_close (conn);
-      return G_SOURCE_REMOVE;
     }
-  conn->last_input = g_get_monotonic_time ();
-  vps_policy_conn_ref (conn);
-  process_input (conn);
-  vps_policy_conn_unref (conn);
-  /* process_input decides whether this source lives on */
-  return G_SOURCE_CONTINUE;
+  else if (g_error_matches (error, VPS_STREAM_ERROR, VPS_STREAM_ERROR_RESET)
+           && policy_parser_get_pending (conn->parser) == 0 && !conn->busy)
+    {
+      /* a reset between requests (a client that exits with our last
+       * answer unread) ends the connection like a close */
+      vps_policy_conn_close (conn);
+    }
+  else
+    {
+      g_autofree char *why = g_strdup_printf (
+          "%s: %s",
+          g_error_matches (error, VPS_STREAM_ERROR, VPS_STREAM_ERROR_WRITE) ? "write" : "read",
+          error != NULL ? error->message : "closed");
+      vps_policy_conn_fail (conn, why);
+    }
 }
+
+static const VpsStreamCallbacks stream_callbacks = {
+  .input = on_input,
+  .closed = on_closed,
+};
 
 /* ---- the timer: timeouts and drain --------------------------------------- */
 
@@ -319,6 +250,7 @@ tick (VpsPolicyConn *conn)
   /* Drain: a connection between requests is closed; Postfix opens a new one
    * for its next request (to whoever listens then). */
   if (vps_daemon_is_draining (conn->server->daemon) && conn->in->len == 0 && conn->out->len == 0
+      && vps_stream_get_output (conn->stream)->len == 0
       && policy_parser_get_pending (conn->parser) == 0)
     {
       vps_info (vps_policy_conn_id (conn), "policy: closing idle connection (draining)");
@@ -363,6 +295,7 @@ on_accept (GSocket *socket, gpointer data)
   static gint serial = 0;
   VpsPolicyServer *server = data;
   g_autoptr (GSocket) owned = socket;
+  g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
   g_autoptr (VpsEngine) engine = vps_daemon_get_engine (server->daemon);
   gint64 max = vps_config_get_int (vps_engine_get_config (engine), "policy", "max_sessions");
   VpsPolicyConn *conn;
@@ -382,10 +315,9 @@ on_accept (GSocket *socket, gpointer data)
   conn->server = server;
   conn->engine = g_steal_pointer (&engine);
   conn->cfg = vps_engine_get_config (conn->engine);
-  conn->context = g_main_context_ref_thread_default ();
-  conn->socket = g_steal_pointer (&owned);
+  conn->stream = vps_stream_new (socket, context, VPS_POLICY_READ_CHUNK, &stream_callbacks, conn);
   conn->parser = policy_parser_new ();
-  conn->in = g_byte_array_new ();
+  conn->in = vps_stream_get_input (conn->stream);
   conn->out = g_string_new (NULL);
   conn->pend_rule = g_ptr_array_new_with_free_func (g_free);
   g_queue_init (&conn->pending);
@@ -397,7 +329,7 @@ on_accept (GSocket *socket, gpointer data)
   g_atomic_int_inc (&server->n_sessions);
   vps_daemon_session_begin (server->daemon);
   {
-    g_autoptr (GSocketAddress) peer = g_socket_get_remote_address (conn->socket, NULL);
+    g_autoptr (GSocketAddress) peer = g_socket_get_remote_address (socket, NULL);
 
     if (G_IS_INET_SOCKET_ADDRESS (peer))
       {
@@ -413,8 +345,8 @@ on_accept (GSocket *socket, gpointer data)
 
   conn->tick_source = g_timeout_source_new (VPS_POLICY_TICK_MS);
   g_source_set_callback (conn->tick_source, on_tick, conn, NULL);
-  g_source_attach (conn->tick_source, conn->context);
-  want_input (conn, TRUE);
+  g_source_attach (conn->tick_source, vps_stream_get_context (conn->stream));
+  vps_stream_want_input (conn->stream, TRUE);
 }
 
 /* ---- server ---------------------------------------------------------------- */

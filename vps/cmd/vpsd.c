@@ -26,54 +26,30 @@
 int
 main (int argc, char **argv)
 {
-  g_autofree char *config_path = NULL;
-  gboolean check = FALSE;
-  gboolean version = FALSE;
+  g_auto (VpsDaemonOptions) options = { 0 };
   g_autoptr (GError) error = NULL;
-  g_autoptr (GOptionContext) context = NULL;
   g_autoptr (VpsDaemon) daemon = NULL;
   g_autoptr (VpsMilterServer) milter = NULL;
   g_autoptr (VpsPolicyServer) policy = NULL;
   g_autoptr (VpsGrpcServer) grpc = NULL;
   g_autoptr (VpsConfig) cfg = NULL;
   int rc;
-  GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
-    { "check", 0, 0, G_OPTION_ARG_NONE, &check, "Validate configuration and rules, then exit",
-      NULL },
-    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
-    { NULL },
-  };
 
   setlocale (LC_ALL, "");
-  context = g_option_context_new ("- the vps policy server");
-  g_option_context_add_main_entries (context, entries, NULL);
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      fprintf (stderr, "vpsd: %s\n", error->message);
-      return 2;
-    }
-  if (version)
-    {
-      printf ("vpsd %s\n", VPS_VERSION);
-      return 0;
-    }
-  if (config_path == NULL)
-    {
-      fprintf (stderr, "vpsd: -c FILE is required\n");
-      return 2;
-    }
+  if (!vps_daemon_parse_command_line ("vpsd", "- the vps policy server", VPS_VERSION, &argc, &argv,
+                                      &options, &rc))
+    return rc;
 
   vps_connectors_register_all ();
-  daemon = vps_daemon_new ("vpsd", config_path);
+  daemon = vps_daemon_new ("vpsd", options.config_path);
   if (!vps_daemon_load (daemon, &error))
     {
       fprintf (stderr, "vpsd: %s\n", error->message);
       return 1;
     }
-  if (check)
+  if (options.check)
     {
-      printf ("vpsd: %s: OK\n", config_path);
+      printf ("vpsd: %s: OK\n", options.config_path);
       return 0;
     }
   vps_daemon_start_workers (daemon);
