@@ -364,8 +364,8 @@ host_query (gpointer host, RulesQuery query, const char *name, RulesValue *out)
   if (g_hash_table_add (sr->dns_started, key))
     {
       sr->pending++;
-      vps_dns_query_async (sr->session, query, name, g_task_get_cancellable (sr->task), dns_done,
-                           sr);
+      vps_dns_query_config_async (vps_engine_get_config (sr->engine), sr->session, query, name,
+                                  g_task_get_cancellable (sr->task), dns_done, sr);
     }
   return FALSE;
 }
