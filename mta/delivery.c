@@ -78,15 +78,15 @@ route_from_decision (VpsDeliverKind kind)
 {
   switch (kind)
     {
-    case VPS_DELIVER_MAILDIR:
-      return VPS_ROUTE_MAILDIR;
-    case VPS_DELIVER_MBOX:
-      return VPS_ROUTE_MBOX;
-    case VPS_DELIVER_RELAY:
-      return VPS_ROUTE_RELAY;
-    case VPS_DELIVER_MX:
-    default:
-      return VPS_ROUTE_MX;
+      case VPS_DELIVER_MAILDIR:
+        return VPS_ROUTE_MAILDIR;
+      case VPS_DELIVER_MBOX:
+        return VPS_ROUTE_MBOX;
+      case VPS_DELIVER_RELAY:
+        return VPS_ROUTE_RELAY;
+      case VPS_DELIVER_MX:
+      default:
+        return VPS_ROUTE_MX;
     }
 }
 
@@ -159,7 +159,8 @@ deliver_local (Job *job, VpsQueueRcpt *r, VpsRouteKind kind, const char *templat
       vps_info (job->env->id, "delivery: to=<%s> delivered %s=%s", r->address,
                 kind == VPS_ROUTE_MAILDIR ? "maildir" : "mbox", file ? file : path);
       set_state (r, VPS_RCPT_DELIVERED,
-                 g_strdup_printf ("250 2.0.0 delivered to %s", kind == VPS_ROUTE_MAILDIR ? "maildir" : "mbox"));
+                 g_strdup_printf ("250 2.0.0 delivered to %s",
+                                  kind == VPS_ROUTE_MAILDIR ? "maildir" : "mbox"));
       return;
     }
   if (vps_local_error_is_permanent (error))
@@ -192,40 +193,42 @@ run_stage (Job *job, VpsQueueRcpt *r, VpsRouteKind *kind, char **target)
     }
   switch (result->verdict)
     {
-    case RULES_VERDICT_REJECT:
-      vps_notice (job->env->id, "delivery: to=<%s> rejected by rule \"%s\"", r->address,
+      case RULES_VERDICT_REJECT:
+        vps_notice (job->env->id, "delivery: to=<%s> rejected by rule \"%s\"", r->address,
+                    result->rule ? result->rule : "?");
+        set_state (r, VPS_RCPT_FAILED,
+                   g_strdup_printf ("%u %s %s", result->code,
+                                    result->enhanced ? result->enhanced : "",
+                                    result->text ? result->text : ""));
+        return TRUE;
+      case RULES_VERDICT_TEMPFAIL:
+        set_state (r, VPS_RCPT_DEFERRED,
+                   g_strdup_printf ("%u %s %s", result->code,
+                                    result->enhanced ? result->enhanced : "",
+                                    result->text ? result->text : ""));
+        return TRUE;
+      case RULES_VERDICT_DISCARD:
+        vps_info (job->env->id, "delivery: to=<%s> discarded by rule \"%s\"", r->address,
                   result->rule ? result->rule : "?");
-      set_state (r, VPS_RCPT_FAILED,
-                 g_strdup_printf ("%u %s %s", result->code, result->enhanced ? result->enhanced : "",
-                                  result->text ? result->text : ""));
-      return TRUE;
-    case RULES_VERDICT_TEMPFAIL:
-      set_state (r, VPS_RCPT_DEFERRED,
-                 g_strdup_printf ("%u %s %s", result->code, result->enhanced ? result->enhanced : "",
-                                  result->text ? result->text : ""));
-      return TRUE;
-    case RULES_VERDICT_DISCARD:
-      vps_info (job->env->id, "delivery: to=<%s> discarded by rule \"%s\"", r->address,
-                result->rule ? result->rule : "?");
-      set_state (r, VPS_RCPT_DELIVERED, g_strdup ("250 2.0.0 discarded"));
-      return TRUE;
-    case RULES_VERDICT_QUARANTINE:
-      if (!job->quarantined)
-        {
-          g_autofree char *qid = NULL;
+        set_state (r, VPS_RCPT_DELIVERED, g_strdup ("250 2.0.0 discarded"));
+        return TRUE;
+      case RULES_VERDICT_QUARANTINE:
+        if (!job->quarantined)
+          {
+            g_autofree char *qid = NULL;
 
-          if (!vps_engine_quarantine_txn (job->engine, job->txn, &qid, &error))
-            {
-              set_state (r, VPS_RCPT_DEFERRED, g_strdup_printf ("451 4.3.0 %s", error->message));
-              return TRUE;
-            }
-          vps_info (job->env->id, "delivery: quarantined as %s", qid);
-          job->quarantined = TRUE;
-        }
-      set_state (r, VPS_RCPT_DELIVERED, g_strdup ("250 2.0.0 quarantined"));
-      return TRUE;
-    default:
-      break;
+            if (!vps_engine_quarantine_txn (job->engine, job->txn, &qid, &error))
+              {
+                set_state (r, VPS_RCPT_DEFERRED, g_strdup_printf ("451 4.3.0 %s", error->message));
+                return TRUE;
+              }
+            vps_info (job->env->id, "delivery: quarantined as %s", qid);
+            job->quarantined = TRUE;
+          }
+        set_state (r, VPS_RCPT_DELIVERED, g_strdup ("250 2.0.0 quarantined"));
+        return TRUE;
+      default:
+        break;
     }
   decisions = vps_txn_get_delivers (job->txn);
   for (guint i = decisions ? decisions->len : 0; i > before; i--)
@@ -258,8 +261,7 @@ prepare_stage (Job *job)
   job->txn = vps_txn_new (job->session);
   vps_txn_set_sender (job->txn, env->sender, NULL);
   for (guint i = 0; i < env->rcpts->len; i++)
-    vps_txn_add_rcpt (job->txn, ((VpsQueueRcpt *)g_ptr_array_index (env->rcpts, i))->address,
-                      NULL);
+    vps_txn_add_rcpt (job->txn, ((VpsQueueRcpt *)g_ptr_array_index (env->rcpts, i))->address, NULL);
   vps_txn_set_queue_id (job->txn, env->id);
   vps_txn_set_delivery_attempts (job->txn, env->attempts);
   if (msg != NULL)
@@ -317,21 +319,22 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
         target = g_strdup (default_target);
       switch (kind)
         {
-        case VPS_ROUTE_MAILDIR:
-        case VPS_ROUTE_MBOX:
-          deliver_local (&job, r, kind, target);
-          break;
-        case VPS_ROUTE_HOLD:
-          job.hold = TRUE;
-          break;
-        case VPS_ROUTE_RELAY:
-        case VPS_ROUTE_MX:
-        default:
-          /* remote delivery is not built yet: the recipient waits */
-          if (r->state != VPS_RCPT_DEFERRED)
-            vps_notice (id, "delivery: to=<%s> deferred: remote delivery not available", r->address);
-          set_state (r, VPS_RCPT_DEFERRED, g_strdup ("451 4.3.2 remote delivery not available"));
-          break;
+          case VPS_ROUTE_MAILDIR:
+          case VPS_ROUTE_MBOX:
+            deliver_local (&job, r, kind, target);
+            break;
+          case VPS_ROUTE_HOLD:
+            job.hold = TRUE;
+            break;
+          case VPS_ROUTE_RELAY:
+          case VPS_ROUTE_MX:
+          default:
+            /* remote delivery is not built yet: the recipient waits */
+            if (r->state != VPS_RCPT_DEFERRED)
+              vps_notice (id, "delivery: to=<%s> deferred: remote delivery not available",
+                          r->address);
+            set_state (r, VPS_RCPT_DEFERRED, g_strdup ("451 4.3.2 remote delivery not available"));
+            break;
         }
     }
 
@@ -473,9 +476,9 @@ vps_delivery_new (VpsDaemon *daemon, VpsQueue *queue, GError **error)
   g_mutex_init (&delivery->lock);
   g_cond_init (&delivery->cond);
   delivery->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  delivery->pool = g_thread_pool_new_full (pool_func, delivery, item_free,
-                                      (gint)vps_config_get_int (cfg, "queue", "delivery_threads"),
-                                      FALSE, NULL);
+  delivery->pool = g_thread_pool_new_full (
+      pool_func, delivery, item_free, (gint)vps_config_get_int (cfg, "queue", "delivery_threads"),
+      FALSE, NULL);
   return delivery;
 }
 

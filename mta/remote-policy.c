@@ -56,6 +56,5 @@ vps_remote_policy_engine_new (VpsConfig *cfg, GError **error)
   remote_cfg = vps_config_load_data (path, augmented, error);
   if (remote_cfg == NULL)
     return NULL;
-  return vps_engine_new_with_rules_string (remote_cfg, "vsmtpd-remote-policy", remote_rules,
-                                           error);
+  return vps_engine_new_with_rules_string (remote_cfg, "vsmtpd-remote-policy", remote_rules, error);
 }

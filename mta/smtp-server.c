@@ -89,8 +89,7 @@ vps_smtp_server_ip_release (VpsSmtpServer *server, const char *ip)
   if (e != NULL && e->sessions > 0)
     e->sessions--;
   /* forget idle addresses whose rate window is over */
-  if (e != NULL && e->sessions == 0
-      && g_get_monotonic_time () - e->window_start >= RATE_WINDOW_US)
+  if (e != NULL && e->sessions == 0 && g_get_monotonic_time () - e->window_start >= RATE_WINDOW_US)
     g_hash_table_remove (server->ips, ip);
   g_mutex_unlock (&server->ip_lock);
 }
@@ -317,7 +316,8 @@ on_accept (GSocket *socket, gpointer data)
 
   g_atomic_int_inc (&server->n_sessions);
   vps_daemon_session_begin (server->daemon);
-  conn = vps_smtp_conn_new (server, worker_for_context (server, g_main_context_get_thread_default ()),
+  conn = vps_smtp_conn_new (server,
+                            worker_for_context (server, g_main_context_get_thread_default ()),
                             ad->role, socket, ip);
   conn->engine = g_steal_pointer (&engine);
   conn->setup = g_steal_pointer (&setup);
@@ -569,8 +569,7 @@ vps_smtp_server_start (VpsSmtpServer *server, GError **error)
           ad->server = server;
           ad->role = (VpsSmtpRole)role;
           g_ptr_array_add (server->listeners, ad);
-          if (vps_daemon_listen (server->daemon, keys[role], address, on_accept, ad, error)
-              == NULL)
+          if (vps_daemon_listen (server->daemon, keys[role], address, on_accept, ad, error) == NULL)
             return FALSE;
         }
     }

@@ -566,7 +566,10 @@ vps_config_value_parse (const VpsConfigKeyDef *def, const char *text, const char
                 = g_inet_address_mask_new_from_string (out->list[i], NULL);
 
             if (mask == NULL)
-              return (*why = "expected comma-separated addresses or networks (192.0.2.0/24, 2001:db8::/32)", FALSE);
+              return (
+                  *why
+                  = "expected comma-separated addresses or networks (192.0.2.0/24, 2001:db8::/32)",
+                  FALSE);
           }
         out->text = g_strjoinv (", ", out->list);
         return TRUE;

@@ -123,4 +123,3 @@ limit_file_size (rlim_t limit)
   signal (SIGXFSZ, SIG_IGN);
   g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &rl), ==, 0);
 }
-

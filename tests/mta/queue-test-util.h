@@ -150,4 +150,3 @@ queue_message (VpsQueue *q, GBytes *msg)
   g_assert_cmpuint (env->size, ==, len);
   return id;
 }
-

@@ -97,4 +97,3 @@ remove_tmp_dir (void)
     }
   g_rmdir (tmp_dir);
 }
-
