@@ -53,21 +53,19 @@ write_file_synced (const char *path, const char *data, gsize len, GError **error
   return TRUE;
 }
 
-/* Serialised on the caller's thread and parsed back before any file is
+/* Checked and serialised on the caller's thread before any file is
  * touched: what the strict reader would refuse (CR/LF in an address, say)
- * is never written, so recovery cannot find it later. */
+ * is never written, so recovery cannot find it later.  (The check applies
+ * the reader's rules to the struct; test-envelope proves the two agree.) */
 static char *
 envelope_data (const VpsEnvelope *env, gsize *len, GError **error)
 {
-  g_autofree char *data = vps_envelope_to_data (env, FALSE, len);
-  g_autoptr (VpsEnvelope) check = vps_envelope_from_data (data, *len, error);
-
-  if (check == NULL)
+  if (!vps_envelope_check (env, error))
     {
-      g_prefix_error (error, "%s: envelope would not read back: ", env->id);
+      g_prefix_error (error, "%s: envelope would not read back: ", env->id ? env->id : "?");
       return NULL;
     }
-  return g_steal_pointer (&data);
+  return vps_envelope_to_data (env, FALSE, len);
 }
 
 /* ---- writing one message ------------------------------------------------------- */

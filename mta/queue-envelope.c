@@ -544,6 +544,68 @@ vps_envelope_from_json (JsonObject *object, GError **error)
   return g_steal_pointer (&env);
 }
 
+/* ---- checking an envelope in memory ----------------------------------------- */
+
+/* The rules of envelope_fill() applied to the struct itself: what the
+ * reader would refuse is refused before it is written (a commit checks
+ * every envelope this way, which costs a few string scans where writing
+ * and parsing it back cost a JSON parse per message). */
+static gboolean
+check_optional (const char *s, const char *what, const char *member, GError **error)
+{
+  if (s != NULL && !clean_string (s))
+    return corrupt (error, "%s: \"%s\" has a control character", what, member);
+  return TRUE;
+}
+
+gboolean
+vps_envelope_check (const VpsEnvelope *env, GError **error)
+{
+  const char *what = "envelope";
+
+  if (env->id == NULL || !vps_queue_valid_id (env->id))
+    return corrupt (error, "envelope: \"id\" is not a queue id");
+  /* a NULL sender is written as "" (the null reverse path) */
+  if (!check_optional (env->sender, what, "sender", error)
+      || !check_optional (env->envid, what, "envid", error)
+      || !check_optional (env->session_id, what, "session", error)
+      || !check_optional (env->client_ip, "client", "ip", error)
+      || !check_optional (env->client_ptr, "client", "ptr", error)
+      || !check_optional (env->helo, "client", "helo", error)
+      || !check_optional (env->auth_user, "client", "auth_user", error)
+      || !check_optional (env->tls, "client", "tls", error))
+    return FALSE;
+  if (env->ret != NULL && !g_strv_contains (ret_names, env->ret))
+    return corrupt (error, "envelope: unknown \"ret\" value");
+  if (env->body != NULL && !g_strv_contains (body_names, env->body))
+    return corrupt (error, "envelope: unknown \"body\" value");
+  if (env->size > G_MAXINT64 || env->received < 0 || env->next_attempt < 0)
+    return corrupt (error, "envelope: a number out of range");
+  if (env->rcpts == NULL || env->rcpts->len == 0)
+    return corrupt (error, "envelope: no recipient");
+  for (guint i = 0; i < env->rcpts->len; i++)
+    {
+      const VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, i);
+      g_autofree char *rwhat = g_strdup_printf ("recipient %u", i + 1);
+
+      if (r->address == NULL || r->address[0] == '\0')
+        return corrupt (error, "%s: empty address", rwhat);
+      if (!check_optional (r->address, rwhat, "address", error)
+          || !check_optional (r->orcpt, rwhat, "orcpt", error)
+          || !check_optional (r->result, rwhat, "result", error))
+        return FALSE;
+      if ((guint)r->state >= G_N_ELEMENTS (rcpt_state_names) || r->updated < 0)
+        return corrupt (error, "%s: unknown \"state\" value", rwhat);
+      if ((r->notify & SMTP_NOTIFY_NEVER) && r->notify != SMTP_NOTIFY_NEVER)
+        return corrupt (error, "%s: \"notify\" has never with another value", rwhat);
+      if (r->notify
+          & ~(guint)(SMTP_NOTIFY_NEVER | SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE
+                     | SMTP_NOTIFY_DELAY))
+        return corrupt (error, "%s: unknown \"notify\" value", rwhat);
+    }
+  return TRUE;
+}
+
 /* ---- from bytes ------------------------------------------------------------ */
 
 /* One object, then only white space; no NUL, raw or escaped.  json-glib

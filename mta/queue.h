@@ -141,6 +141,9 @@ gboolean vps_envelope_done (const VpsEnvelope *env);
  * members take their zero value. */
 JsonObject *vps_envelope_to_json (const VpsEnvelope *env);
 VpsEnvelope *vps_envelope_from_json (JsonObject *object, GError **error);
+/* What vps_envelope_from_json() would refuse, checked on the struct (a
+ * commit refuses such an envelope before writing anything). */
+gboolean vps_envelope_check (const VpsEnvelope *env, GError **error);
 /* The file form: vps_envelope_to_json() as UTF-8 text with a final LF. */
 char *vps_envelope_to_data (const VpsEnvelope *env, gboolean pretty, gsize *length);
 /* Parse a file's bytes: more than VPS_QUEUE_MAX_ENVELOPE, text that is not
@@ -198,9 +201,9 @@ guint64 vps_queue_writer_get_size (VpsQueueWriter *w);
 void vps_queue_writer_abort (VpsQueueWriter *w);
 
 /* Commit: env->id must be the writer's id; env->size is set here (and
- * env->received when 0).  The envelope is serialised on the calling thread
- * and must read back (vps_envelope_from_data), else the commit fails with
- * VPS_QUEUE_ERROR_CORRUPT before touching a file.  Runs the fsyncs off the
+ * env->received when 0).  The envelope is checked (vps_envelope_check)
+ * and serialised on the calling thread; one the reader would refuse fails
+ * the commit with VPS_QUEUE_ERROR_CORRUPT before a file is touched.  Runs the fsyncs off the
  * calling thread; the callback comes on the caller's thread-default main
  * context, with a NULL source object.  The writer is consumed (freed)
  * either way; on failure nothing remains in tmp/ or incoming/. */

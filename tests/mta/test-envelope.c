@@ -504,6 +504,168 @@ test_parse_data (void)
   g_assert_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT);
 }
 
+/* vps_envelope_check() (what a commit runs instead of writing the
+ * envelope and parsing it back) agrees with the reader on every struct
+ * edit: a check that passes what the reader refuses would let a commit
+ * write an envelope that recovery then moves to corrupt/. */
+typedef void (*EnvelopeEdit) (VpsEnvelope *env);
+
+static void
+edit_none (VpsEnvelope *env)
+{
+}
+static void
+edit_sender_cr (VpsEnvelope *env)
+{
+  g_free (env->sender);
+  env->sender = g_strdup ("a\r@b");
+}
+static void
+edit_sender_null (VpsEnvelope *env)
+{
+  g_clear_pointer (&env->sender, g_free);
+}
+static void
+edit_sender_empty (VpsEnvelope *env)
+{
+  g_free (env->sender);
+  env->sender = g_strdup ("");
+}
+static void
+edit_envid_lf (VpsEnvelope *env)
+{
+  g_free (env->envid);
+  env->envid = g_strdup ("x\ny");
+}
+static void
+edit_helo_del (VpsEnvelope *env)
+{
+  g_free (env->helo);
+  env->helo = g_strdup ("a\x7f");
+}
+static void
+edit_tls_tab (VpsEnvelope *env)
+{
+  g_free (env->tls);
+  env->tls = g_strdup ("TLS\t1");
+}
+static void
+edit_ret_bad (VpsEnvelope *env)
+{
+  g_free (env->ret);
+  env->ret = g_strdup ("SOME");
+}
+static void
+edit_body_bad (VpsEnvelope *env)
+{
+  g_free (env->body);
+  env->body = g_strdup ("8bitmime");
+}
+static void
+edit_id_bad (VpsEnvelope *env)
+{
+  g_free (env->id);
+  env->id = g_strdup ("../x");
+}
+static void
+edit_no_rcpts (VpsEnvelope *env)
+{
+  g_ptr_array_set_size (env->rcpts, 0);
+}
+static void
+edit_rcpt_empty (VpsEnvelope *env)
+{
+  VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, 0);
+
+  g_free (r->address);
+  r->address = g_strdup ("");
+}
+static void
+edit_orcpt_crlf (VpsEnvelope *env)
+{
+  VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, 1);
+
+  r->orcpt = g_strdup ("rfc822;a@b\r\nX-Injected: 1");
+}
+static void
+edit_result_nul_free_control (VpsEnvelope *env)
+{
+  VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, 1);
+
+  g_free (r->result);
+  r->result = g_strdup ("451 \x1b[31m");
+}
+static void
+edit_notify_never_plus (VpsEnvelope *env)
+{
+  ((VpsQueueRcpt *)g_ptr_array_index (env->rcpts, 1))->notify
+      = SMTP_NOTIFY_NEVER | SMTP_NOTIFY_FAILURE;
+}
+static void
+edit_state_bad (VpsEnvelope *env)
+{
+  ((VpsQueueRcpt *)g_ptr_array_index (env->rcpts, 2))->state = (VpsRcptState)42;
+}
+
+static void
+test_check_agrees (void)
+{
+  static const struct
+  {
+    const char *name;
+    EnvelopeEdit edit;
+  } edits[] = {
+    { "none", edit_none },
+    { "sender-cr", edit_sender_cr },
+    { "sender-null", edit_sender_null },
+    { "sender-empty", edit_sender_empty },
+    { "envid-lf", edit_envid_lf },
+    { "helo-del", edit_helo_del },
+    { "tls-tab", edit_tls_tab },
+    { "ret", edit_ret_bad },
+    { "body", edit_body_bad },
+    { "id", edit_id_bad },
+    { "no-rcpts", edit_no_rcpts },
+    { "rcpt-empty", edit_rcpt_empty },
+    { "orcpt-crlf", edit_orcpt_crlf },
+    { "result-esc", edit_result_nul_free_control },
+    { "notify", edit_notify_never_plus },
+    { "state", edit_state_bad },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (edits); i++)
+    {
+      g_autoptr (VpsEnvelope) env = full_envelope ();
+      g_autoptr (GError) check_error = NULL;
+      g_autoptr (GError) read_error = NULL;
+      g_autoptr (VpsEnvelope) back = NULL;
+      g_autofree char *data = NULL;
+      gboolean checked;
+      gsize len = 0;
+
+      edits[i].edit (env);
+      checked = vps_envelope_check (env, &check_error);
+      /* an unknown state cannot even be written: the check is the guard */
+      if (strcmp (edits[i].name, "state") != 0)
+        {
+          data = vps_envelope_to_data (env, FALSE, &len);
+          back = vps_envelope_from_data (data, len, &read_error);
+          g_test_message ("%s: check %s, read %s", edits[i].name,
+                          check_error ? check_error->message : "ok",
+                          read_error ? read_error->message : "ok");
+          g_assert_cmpint (checked, ==, back != NULL);
+        }
+      else
+        g_assert_false (checked);
+      if (!checked)
+        g_assert_error (check_error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT);
+      /* the null sender, as NULL or "", is a good one */
+      if (i == 0 || strcmp (edits[i].name, "sender-null") == 0
+          || strcmp (edits[i].name, "sender-empty") == 0)
+        g_assert_true (checked);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -519,5 +681,6 @@ main (int argc, char **argv)
   g_test_add_func ("/mta/envelope/reject/nul-bytes", test_nul_bytes);
   g_test_add_func ("/mta/envelope/reject/too-large", test_too_large);
   g_test_add_func ("/mta/envelope/parse-data", test_parse_data);
+  g_test_add_func ("/mta/envelope/check-agrees", test_check_agrees);
   return g_test_run ();
 }
