@@ -241,6 +241,9 @@ MailReply *vps_smtp_session_verdict_reply (VpsSmtpConn *conn, VpsStageResult *re
 void vps_smtp_session_error_reply (VpsSmtpConn *conn, const MailReply *reply);
 void vps_smtp_session_parse_error (VpsSmtpConn *conn, const GError *error);
 
+/* smtp-ptr.c: set client.ptr (when the rules read it), then `done`. */
+void vps_smtp_ptr_lookup (VpsSmtpConn *conn, void (*done) (VpsSmtpConn *conn));
+
 /* smtp-auth.c */
 void vps_smtp_auth_command (VpsSmtpConn *conn, SmtpCommand *cmd);
 /* A line read in PHASE_AUTH (a SASL response, or "*"). */

@@ -230,6 +230,13 @@ connect_done (VpsSmtpConn *conn, VpsStageResult *result)
   greet (conn);
 }
 
+/* After the optional client name lookup (smtp-ptr.c). */
+static void
+run_connect (VpsSmtpConn *conn)
+{
+  vps_smtp_session_run_stage (conn, RULES_STAGE_CONNECT, connect_done);
+}
+
 void
 vps_smtp_session_start (VpsSmtpConn *conn)
 {
@@ -240,7 +247,7 @@ vps_smtp_session_start (VpsSmtpConn *conn)
       vps_smtp_conn_start_tls (conn);
       return;
     }
-  vps_smtp_session_run_stage (conn, RULES_STAGE_CONNECT, connect_done);
+  vps_smtp_ptr_lookup (conn, run_connect);
   if (!conn->busy)
     vps_smtp_conn_flush (conn);
 }
@@ -602,7 +609,7 @@ vps_smtp_session_tls_ready (VpsSmtpConn *conn)
     {
       conn->greeted = TRUE;
       conn->phase = PHASE_CONNECT;
-      vps_smtp_session_run_stage (conn, RULES_STAGE_CONNECT, connect_done);
+      vps_smtp_ptr_lookup (conn, run_connect);
       if (!conn->busy)
         vps_smtp_conn_flush (conn);
       return;

@@ -406,6 +406,29 @@ def test_template_values_are_unquoted_then_checked():
                     "mail/dst.test/bob/new", "mail/dst.test/bob/tmp", "quarantine", "queue"], tree
     v.stop()
 
+def test_client_ptr_verified():
+    """client.ptr is the verified reverse name (PTR, then a forward lookup
+    that gives the address back): 127.0.0.1 is localhost on every Debian
+    system (/etc/hosts both ways).  Looked up only because a rule reads it;
+    it shows in the Received header."""
+    v = server('helo {\n  rule "ptr" when client.ptr == "localhost" and helo.name == "bad.test"'
+               ' => reject 550 5.7.1 "client is localhost"\n}\n')
+    with v.smtp() as c:
+        r = c.cmd("EHLO bad.test")
+        assert r.code == 550 and "client is localhost" in r.text, r
+    reply, qid = v.send_mail("a@src.test", ["bob@dst.test"],
+                             "Subject: ptr\r\n\r\nbody\r\n")
+    assert reply.code == 250, reply
+    msg = v.wait_maildir("bob@dst.test")[0]
+    assert b"(localhost [127.0.0.1])" in msg, msg[:300]
+    v.stop()
+    # without a rule reading it there is no lookup: the name stays unknown
+    v = server("")
+    reply, qid = v.send_mail("a@src.test", ["bob@dst.test"], "Subject: ptr\r\n\r\nbody\r\n")
+    msg = v.wait_maildir("bob@dst.test")[0]
+    assert b"(unknown [127.0.0.1])" in msg, msg[:300]
+    v.stop()
+
 
 if __name__ == "__main__":
     run([test_connect_reject_and_close, test_connect_tempfail_421_and_close,
@@ -414,4 +437,5 @@ if __name__ == "__main__":
          test_discard, test_quarantine, test_discard_and_quarantine_look_like_a_queued_message,
          test_modifications_applied_to_the_queued_message,
          test_export_json_and_raw_match_quarantine_formats,
-         test_delivery_stage_maildir_folder_and_mbox, test_template_values_are_unquoted_then_checked])
+         test_delivery_stage_maildir_folder_and_mbox, test_template_values_are_unquoted_then_checked,
+         test_client_ptr_verified])
