@@ -75,24 +75,8 @@ def stop_all():
             pass
 
 
-atexit.register(stop_all)
-
-
-def _term_handler(signum, frame):
-    # meson kills a timed-out test with SIGTERM: leave no daemon behind.
-    stop_all()
-    raise SystemExit(128 + signum)
-
-
-if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-    signal.signal(signal.SIGTERM, _term_handler)
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+taplib.on_exit(stop_all)
+free_port = taplib.free_port
 
 
 def _listening_ports():

@@ -368,20 +368,7 @@ def stop_all():
             pass
 
 
-atexit.register(stop_all)
-
-_previous_term = signal.getsignal(signal.SIGTERM)
-
-
-def _term_handler(signum, frame):
-    # meson kills a timed-out test with SIGTERM: leave no daemon behind.
-    stop_all()
-    if callable(_previous_term):
-        _previous_term(signum, frame)
-    raise SystemExit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, _term_handler)
+taplib.on_exit(stop_all)
 
 
 def _m4_quote(s):

@@ -5,10 +5,49 @@ Each test is a function; a failed assertion or an exception fails that test
 only.  Temporary directories are removed and every process started through
 `spawn` is stopped at the end, whatever happened.
 """
-import os, shutil, signal, subprocess, sys, tempfile, time, traceback
+import atexit, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
 
 _procs = []
 _dirs = []
+
+# Cleanups of the helper modules (postfixlib, sendmaillib, vsmtpdlib): each
+# registers its stop_all here; they run at exit and on SIGTERM (meson kills a
+# timed-out test with it), all of them, once -- one handler for everyone,
+# so importing two helper modules cannot leave one's daemons behind.
+_cleanups = []
+
+
+def on_exit(func):
+    """Run func() at exit and on SIGTERM (each registered function once)."""
+    if func not in _cleanups:
+        _cleanups.append(func)
+
+
+def _run_cleanups():
+    while _cleanups:
+        func = _cleanups.pop()
+        try:
+            func()
+        except Exception:
+            pass
+
+
+def _term_handler(signum, frame):
+    _run_cleanups()
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_run_cleanups)
+if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    signal.signal(signal.SIGTERM, _term_handler)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 def tmpdir():
     d = tempfile.mkdtemp(prefix="vps-test-")
