@@ -10,13 +10,15 @@
  * always verified against the CA store; only with `verify` does a failure
  * stop the handshake, otherwise its result is kept for the log.
  *
- * As in tls.c, every call clears the thread's OpenSSL error queue first
- * and drains it afterwards: the queue is per thread and SSL_get_error()
- * reads it, so an entry left by one connection would turn another's
- * WANT_READ into a failure.  After a fatal error the connection only
- * answers FAILED.
+ * The connection I/O is shared with tls.c, in mta/tls-io.c: every call
+ * clears the thread's OpenSSL error queue first and drains it afterwards
+ * (the queue is per thread and SSL_get_error() reads it, so an entry left
+ * by one connection would turn another's WANT_READ into a failure).  After
+ * a fatal error the connection only answers FAILED.
  */
 #include "mta/tls-client.h"
+
+#include "mta/tls-io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,11 +30,6 @@
 #include <unistd.h>
 
 G_DEFINE_QUARK (vps - tls - client - error - quark, vps_tls_client_error)
-
-/* The first few of OpenSSL's stacked reasons say what happened. */
-#define TLS_CLIENT_MAX_ERROR_ENTRIES 8
-/* A server certificate subject is peer data: cut it for logs. */
-#define TLS_CLIENT_MAX_PEER_SUBJECT 1024
 
 typedef struct
 {
@@ -56,57 +53,17 @@ struct _VpsTlsClient
 struct _VpsTlsClientConn
 {
   VpsTlsClient *client; /* ref */
-  SSL *ssl;
+  VpsTlsIo io;
   gboolean verify;
   gboolean named; /* a host name or address to match was set */
-  gboolean failed;
-  gboolean closed;
 };
 
 /* ---- errors ----------------------------------------------------------------- */
 
-static char *
-drain_errors (void)
-{
-  g_autoptr (GString) text = g_string_new (NULL);
-  unsigned long code;
-  const char *data = NULL;
-  int flags = 0;
-  guint n = 0;
-
-  while ((code = ERR_get_error_all (NULL, NULL, NULL, &data, &flags)) != 0)
-    {
-      const char *reason = ERR_reason_error_string (code);
-      char buf[256];
-
-      if (n++ >= TLS_CLIENT_MAX_ERROR_ENTRIES)
-        continue; /* keep draining: the queue must end up empty */
-      if (reason == NULL)
-        {
-          ERR_error_string_n (code, buf, sizeof buf);
-          reason = buf;
-        }
-      if (text->len > 0)
-        g_string_append (text, "; ");
-      g_string_append (text, reason);
-      if ((flags & ERR_TXT_STRING) != 0 && data != NULL && data[0] != '\0')
-        g_string_append_printf (text, " (%s)", data);
-    }
-  if (text->len == 0)
-    return NULL;
-  return g_string_free (g_steal_pointer (&text), FALSE);
-}
-
 static void
 set_config_error (GError **error, const char *prefix)
 {
-  g_autofree char *reasons = drain_errors ();
-
-  if (reasons != NULL)
-    g_set_error (error, VPS_TLS_CLIENT_ERROR, VPS_TLS_CLIENT_ERROR_CONFIG, "%s: %s", prefix,
-                 reasons);
-  else
-    g_set_error_literal (error, VPS_TLS_CLIENT_ERROR, VPS_TLS_CLIENT_ERROR_CONFIG, prefix);
+  vps_tls_io_set_queue_error (error, VPS_TLS_CLIENT_ERROR, VPS_TLS_CLIENT_ERROR_CONFIG, prefix);
 }
 
 /* ---- context -------------------------------------------------------------------- */
@@ -281,11 +238,11 @@ vps_tls_client_conn_new (VpsTlsClient *client, int fd, const char *server_name, 
   conn->client = vps_tls_client_ref (client);
   conn->verify = verify;
   ERR_clear_error ();
-  conn->ssl = SSL_new (client->ctx);
+  conn->io.ssl = SSL_new (client->ctx);
   /* Both fail only when memory is exhausted. */
-  if (conn->ssl == NULL || SSL_set_fd (conn->ssl, fd) != 1)
+  if (conn->io.ssl == NULL || SSL_set_fd (conn->io.ssl, fd) != 1)
     g_error ("tls-client: SSL_new/SSL_set_fd failed: out of memory");
-  SSL_set_connect_state (conn->ssl);
+  SSL_set_connect_state (conn->io.ssl);
 
   if (server_name != NULL)
     {
@@ -299,10 +256,10 @@ vps_tls_client_conn_new (VpsTlsClient *client, int fd, const char *server_name, 
     }
   if (name != NULL && !g_hostname_is_ip_address (name))
     {
-      X509_VERIFY_PARAM *param = SSL_get0_param (conn->ssl);
+      X509_VERIFY_PARAM *param = SSL_get0_param (conn->io.ssl);
 
       /* RFC 6066 §3: SNI carries host names only, never a literal */
-      SSL_set_tlsext_host_name (conn->ssl, name);
+      SSL_set_tlsext_host_name (conn->io.ssl, name);
       X509_VERIFY_PARAM_set_hostflags (param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
       if (X509_VERIFY_PARAM_set1_host (param, name, 0) != 1)
         g_error ("tls-client: X509_VERIFY_PARAM_set1_host failed: out of memory");
@@ -312,7 +269,7 @@ vps_tls_client_conn_new (VpsTlsClient *client, int fd, const char *server_name, 
     {
       /* An address was given as the name (a relay given as [IP]): the
        * certificate must carry that address (SAN iPAddress). */
-      if (X509_VERIFY_PARAM_set1_ip_asc (SSL_get0_param (conn->ssl), name) == 1)
+      if (X509_VERIFY_PARAM_set1_ip_asc (SSL_get0_param (conn->io.ssl), name) == 1)
         conn->named = TRUE;
       else
         ERR_clear_error ();
@@ -321,9 +278,9 @@ vps_tls_client_conn_new (VpsTlsClient *client, int fd, const char *server_name, 
     {
       /* Nothing to match: an empty host list would verify any name.  An
        * impossible name makes verification fail as it must. */
-      X509_VERIFY_PARAM_set1_host (SSL_get0_param (conn->ssl), "invalid.", 0);
+      X509_VERIFY_PARAM_set1_host (SSL_get0_param (conn->io.ssl), "invalid.", 0);
     }
-  SSL_set_verify (conn->ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+  SSL_set_verify (conn->io.ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
   ERR_clear_error ();
   return conn;
 }
@@ -333,196 +290,89 @@ vps_tls_client_conn_free (VpsTlsClientConn *conn)
 {
   if (conn == NULL)
     return;
-  SSL_free (conn->ssl); /* the fd stays open: SSL_set_fd uses BIO_NOCLOSE */
+  SSL_free (conn->io.ssl); /* the fd stays open: SSL_set_fd uses BIO_NOCLOSE */
   vps_tls_client_unref (conn->client);
   g_free (conn);
 }
 
-static VpsTlsStatus
-tls_status (VpsTlsClientConn *conn, int ret, int saved_errno, VpsTlsClientError code,
-            const char *what, GError **error)
+/* A value, not a static table: the domain is a function call.  Only in
+ * verify mode does a failed verification become a VERIFY error; otherwise
+ * the handshake does not stop on it. */
+static VpsTlsIoErrors
+client_errors (VpsTlsClientConn *conn)
 {
-  int ssl_error = SSL_get_error (conn->ssl, ret);
-  g_autofree char *reasons = NULL;
-  const char *why;
-
-  switch (ssl_error)
-    {
-      case SSL_ERROR_WANT_READ:
-        ERR_clear_error ();
-        return VPS_TLS_WANT_READ;
-      case SSL_ERROR_WANT_WRITE:
-        ERR_clear_error ();
-        return VPS_TLS_WANT_WRITE;
-      case SSL_ERROR_ZERO_RETURN:
-        ERR_clear_error ();
-        if (code == VPS_TLS_CLIENT_ERROR_HANDSHAKE)
-          {
-            why = "the peer closed the connection";
-            break;
-          }
-        conn->closed = TRUE;
-        return VPS_TLS_CLOSED;
-      case SSL_ERROR_SYSCALL:
-        reasons = drain_errors ();
-        if (reasons != NULL)
-          why = reasons;
-        else if (saved_errno != 0)
-          why = g_strerror (saved_errno);
-        else
-          why = "the peer closed the connection";
-        break;
-      case SSL_ERROR_SSL:
-        reasons = drain_errors ();
-        why = reasons != NULL ? reasons : "protocol error";
-        if (code == VPS_TLS_CLIENT_ERROR_HANDSHAKE && conn->verify
-            && SSL_get_verify_result (conn->ssl) != X509_V_OK)
-          {
-            long v = SSL_get_verify_result (conn->ssl);
-
-            conn->failed = TRUE;
-            g_set_error (error, VPS_TLS_CLIENT_ERROR, VPS_TLS_CLIENT_ERROR_VERIFY,
-                         "TLS handshake: server certificate not verified: %s",
-                         X509_verify_cert_error_string (v));
-            return VPS_TLS_FAILED;
-          }
-        break;
-      default:
-        ERR_clear_error ();
-        why = "unexpected OpenSSL state";
-        break;
-    }
-  conn->failed = TRUE;
-  g_set_error (error, VPS_TLS_CLIENT_ERROR, code, "TLS %s: %s", what, why);
-  return VPS_TLS_FAILED;
-}
-
-static gboolean
-check_usable (VpsTlsClientConn *conn, VpsTlsClientError code, const char *what, GError **error)
-{
-  if (!conn->failed)
-    return TRUE;
-  g_set_error (error, VPS_TLS_CLIENT_ERROR, code, "TLS %s: the connection has already failed",
-               what);
-  return FALSE;
+  return (VpsTlsIoErrors){ VPS_TLS_CLIENT_ERROR, VPS_TLS_CLIENT_ERROR_HANDSHAKE,
+                           VPS_TLS_CLIENT_ERROR_IO,
+                           conn->verify ? VPS_TLS_CLIENT_ERROR_VERIFY : -1 };
 }
 
 VpsTlsStatus
 vps_tls_client_conn_handshake (VpsTlsClientConn *conn, GError **error)
 {
-  int ret;
+  VpsTlsIoErrors errors;
 
   g_return_val_if_fail (conn != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (error == NULL || *error == NULL, VPS_TLS_FAILED);
 
-  if (!check_usable (conn, VPS_TLS_CLIENT_ERROR_HANDSHAKE, "handshake", error))
-    return VPS_TLS_FAILED;
-  ERR_clear_error ();
-  errno = 0;
-  ret = SSL_do_handshake (conn->ssl);
-  if (ret == 1)
-    {
-      ERR_clear_error ();
-      return VPS_TLS_OK;
-    }
-  return tls_status (conn, ret, errno, VPS_TLS_CLIENT_ERROR_HANDSHAKE, "handshake", error);
+  errors = client_errors (conn);
+  return vps_tls_io_handshake (&conn->io, &errors, error);
 }
 
 VpsTlsStatus
 vps_tls_client_conn_read (VpsTlsClientConn *conn, void *buf, gsize len, gsize *n, GError **error)
 {
-  size_t done = 0;
-  int ret;
+  VpsTlsIoErrors errors;
 
   g_return_val_if_fail (conn != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (buf != NULL && len > 0, VPS_TLS_FAILED);
   g_return_val_if_fail (n != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (error == NULL || *error == NULL, VPS_TLS_FAILED);
 
-  *n = 0;
-  if (!check_usable (conn, VPS_TLS_CLIENT_ERROR_IO, "read", error))
-    return VPS_TLS_FAILED;
-  if (conn->closed)
-    return VPS_TLS_CLOSED;
-  ERR_clear_error ();
-  errno = 0;
-  ret = SSL_read_ex (conn->ssl, buf, len, &done);
-  if (ret == 1)
-    {
-      ERR_clear_error ();
-      *n = done;
-      return VPS_TLS_OK;
-    }
-  return tls_status (conn, ret, errno, VPS_TLS_CLIENT_ERROR_IO, "read", error);
+  errors = client_errors (conn);
+  return vps_tls_io_read (&conn->io, &errors, buf, len, n, error);
 }
 
 VpsTlsStatus
 vps_tls_client_conn_write (VpsTlsClientConn *conn, const void *buf, gsize len, gsize *n,
                            GError **error)
 {
-  size_t done = 0;
-  int ret;
+  VpsTlsIoErrors errors;
 
   g_return_val_if_fail (conn != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (buf != NULL && len > 0, VPS_TLS_FAILED);
   g_return_val_if_fail (n != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (error == NULL || *error == NULL, VPS_TLS_FAILED);
 
-  *n = 0;
-  if (!check_usable (conn, VPS_TLS_CLIENT_ERROR_IO, "write", error))
-    return VPS_TLS_FAILED;
-  ERR_clear_error ();
-  errno = 0;
-  ret = SSL_write_ex (conn->ssl, buf, len, &done);
-  if (ret == 1)
-    {
-      ERR_clear_error ();
-      *n = done;
-      return VPS_TLS_OK;
-    }
-  return tls_status (conn, ret, errno, VPS_TLS_CLIENT_ERROR_IO, "write", error);
+  errors = client_errors (conn);
+  return vps_tls_io_write (&conn->io, &errors, buf, len, n, error);
 }
 
 gsize
 vps_tls_client_conn_pending (VpsTlsClientConn *conn)
 {
-  int pending;
-
   g_return_val_if_fail (conn != NULL, 0);
-  if (conn->failed)
-    return 0;
-  pending = SSL_pending (conn->ssl);
-  return pending > 0 ? (gsize)pending : 0;
+  return vps_tls_io_pending (&conn->io);
 }
 
 void
 vps_tls_client_conn_shutdown (VpsTlsClientConn *conn)
 {
   g_return_if_fail (conn != NULL);
-
-  if (conn->failed || !SSL_is_init_finished (conn->ssl)
-      || (SSL_get_shutdown (conn->ssl) & SSL_SENT_SHUTDOWN) != 0)
-    return;
-  ERR_clear_error ();
-  (void)SSL_shutdown (conn->ssl);
-  ERR_clear_error ();
+  vps_tls_io_shutdown (&conn->io);
 }
 
 const char *
 vps_tls_client_conn_get_version (VpsTlsClientConn *conn)
 {
   g_return_val_if_fail (conn != NULL, NULL);
-  return SSL_get_version (conn->ssl);
+  return vps_tls_io_get_version (&conn->io);
 }
 
 const char *
 vps_tls_client_conn_get_cipher (VpsTlsClientConn *conn)
 {
-  const SSL_CIPHER *cipher;
-
   g_return_val_if_fail (conn != NULL, NULL);
-  cipher = SSL_get_current_cipher (conn->ssl);
-  return cipher != NULL ? SSL_CIPHER_get_name (cipher) : NULL;
+  return vps_tls_io_get_cipher (&conn->io);
 }
 
 gboolean
@@ -530,35 +380,14 @@ vps_tls_client_conn_is_verified (VpsTlsClientConn *conn)
 {
   g_return_val_if_fail (conn != NULL, FALSE);
   /* without a name the chain alone proves nothing about the peer */
-  return conn->named && SSL_is_init_finished (conn->ssl)
-         && SSL_get0_peer_certificate (conn->ssl) != NULL
-         && SSL_get_verify_result (conn->ssl) == X509_V_OK;
+  return conn->named && SSL_is_init_finished (conn->io.ssl)
+         && SSL_get0_peer_certificate (conn->io.ssl) != NULL
+         && SSL_get_verify_result (conn->io.ssl) == X509_V_OK;
 }
 
 char *
 vps_tls_client_conn_dup_peer_subject (VpsTlsClientConn *conn)
 {
-  X509 *peer;
-  BIO *mem;
-  char *data = NULL;
-  long len;
-  char *subject = NULL;
-
   g_return_val_if_fail (conn != NULL, NULL);
-
-  peer = SSL_get0_peer_certificate (conn->ssl);
-  if (peer == NULL)
-    return NULL;
-  ERR_clear_error ();
-  mem = BIO_new (BIO_s_mem ());
-  if (mem != NULL
-      && X509_NAME_print_ex (mem, X509_get_subject_name (peer), 0, XN_FLAG_RFC2253) >= 0)
-    {
-      len = BIO_get_mem_data (mem, &data);
-      if (len > 0 && data != NULL)
-        subject = g_strndup (data, MIN ((gsize)len, (gsize)TLS_CLIENT_MAX_PEER_SUBJECT));
-    }
-  BIO_free (mem);
-  ERR_clear_error ();
-  return subject;
+  return vps_tls_io_dup_peer_subject (&conn->io);
 }

@@ -15,9 +15,12 @@
  * queue is per thread and SSL_get_error() consults it: a stale entry left by
  * one connection would turn another connection's WANT_READ into a failure.
  * Fatal errors come back as VPS_TLS_FAILED with OpenSSL's reasons joined in
- * the GError message; after one, the connection only answers FAILED.
+ * the GError message; after one, the connection only answers FAILED.  That
+ * connection I/O is shared with the client side, in mta/tls-io.c.
  */
 #include "mta/tls.h"
+
+#include "mta/tls-io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,14 +33,9 @@
 
 G_DEFINE_QUARK (vps - tls - error - quark, vps_tls_error)
 
-/* OpenSSL can stack many entries for one failure (a PEM file with several
- * bad blocks); the first few say what happened. */
-#define TLS_MAX_ERROR_ENTRIES 8
 /* Longest SNI host name considered (RFC 1035 limit; OpenSSL caps the
  * extension itself at 255 too). */
 #define TLS_MAX_SNI_NAME 255
-/* A client certificate subject is peer data: cut it for logs. */
-#define TLS_MAX_PEER_SUBJECT 1024
 
 /* Session ids and tickets are valid only for the server that issued them. */
 static const unsigned char session_id_context[] = "vsmtpd";
@@ -67,57 +65,16 @@ struct _VpsTlsServer
 struct _VpsTlsConn
 {
   VpsTlsServer *server; /* ref: the servername callback reads its table */
-  SSL *ssl;
-  gboolean failed; /* a fatal error happened: OpenSSL forbids further I/O */
-  gboolean closed; /* close_notify received */
+  VpsTlsIo io;
 };
 
 /* ---- errors ------------------------------------------------------------ */
-
-/* Drains the thread's OpenSSL error queue into "reason (data); reason";
- * returns NULL when the queue was empty. */
-static char *
-tls_drain_errors (void)
-{
-  g_autoptr (GString) text = g_string_new (NULL);
-  unsigned long code;
-  const char *data = NULL;
-  int flags = 0;
-  guint n = 0;
-
-  while ((code = ERR_get_error_all (NULL, NULL, NULL, &data, &flags)) != 0)
-    {
-      const char *reason = ERR_reason_error_string (code);
-      char buf[256];
-
-      if (n++ >= TLS_MAX_ERROR_ENTRIES)
-        continue; /* keep draining: the queue must end up empty */
-      if (reason == NULL)
-        {
-          ERR_error_string_n (code, buf, sizeof buf);
-          reason = buf;
-        }
-      if (text->len > 0)
-        g_string_append (text, "; ");
-      g_string_append (text, reason);
-      if ((flags & ERR_TXT_STRING) != 0 && data != NULL && data[0] != '\0')
-        g_string_append_printf (text, " (%s)", data);
-    }
-  if (text->len == 0)
-    return NULL;
-  return g_string_free (g_steal_pointer (&text), FALSE);
-}
 
 /* Sets a CONFIG error "PREFIX: OpenSSL's reasons" (or just PREFIX). */
 static void
 tls_set_config_error (GError **error, const char *prefix)
 {
-  g_autofree char *reasons = tls_drain_errors ();
-
-  if (reasons != NULL)
-    g_set_error (error, VPS_TLS_ERROR, VPS_TLS_ERROR_CONFIG, "%s: %s", prefix, reasons);
-  else
-    g_set_error_literal (error, VPS_TLS_ERROR, VPS_TLS_ERROR_CONFIG, prefix);
+  vps_tls_io_set_queue_error (error, VPS_TLS_ERROR, VPS_TLS_ERROR_CONFIG, prefix);
 }
 
 /* ---- server ------------------------------------------------------------ */
@@ -399,11 +356,11 @@ vps_tls_conn_new (VpsTlsServer *server, int fd)
   conn = g_new0 (VpsTlsConn, 1);
   conn->server = vps_tls_server_ref (server);
   ERR_clear_error ();
-  conn->ssl = SSL_new (server->ctx[0]);
+  conn->io.ssl = SSL_new (server->ctx[0]);
   /* Both fail only when memory is exhausted. */
-  if (conn->ssl == NULL || SSL_set_fd (conn->ssl, fd) != 1)
+  if (conn->io.ssl == NULL || SSL_set_fd (conn->io.ssl, fd) != 1)
     g_error ("tls: SSL_new/SSL_set_fd failed: out of memory");
-  SSL_set_accept_state (conn->ssl);
+  SSL_set_accept_state (conn->io.ssl);
   return conn;
 }
 
@@ -412,226 +369,94 @@ vps_tls_conn_free (VpsTlsConn *conn)
 {
   if (conn == NULL)
     return;
-  SSL_free (conn->ssl); /* the fd stays open: SSL_set_fd uses BIO_NOCLOSE */
+  SSL_free (conn->io.ssl); /* the fd stays open: SSL_set_fd uses BIO_NOCLOSE */
   vps_tls_server_unref (conn->server);
   g_free (conn);
 }
 
-/* Maps the result of an SSL call that did not succeed.  `saved_errno` is
- * errno right after the call (SSL_ERROR_SYSCALL explains itself there). */
-static VpsTlsStatus
-tls_status (VpsTlsConn *conn, int ret, int saved_errno, VpsTlsError code, const char *what,
-            GError **error)
+/* A value, not a static table: the domain is a function call. */
+static VpsTlsIoErrors
+tls_errors (void)
 {
-  int ssl_error = SSL_get_error (conn->ssl, ret);
-  g_autofree char *reasons = NULL;
-  const char *why;
-
-  switch (ssl_error)
-    {
-      case SSL_ERROR_WANT_READ:
-        ERR_clear_error ();
-        return VPS_TLS_WANT_READ;
-      case SSL_ERROR_WANT_WRITE:
-        ERR_clear_error ();
-        return VPS_TLS_WANT_WRITE;
-      case SSL_ERROR_ZERO_RETURN:
-        ERR_clear_error ();
-        if (code == VPS_TLS_ERROR_HANDSHAKE)
-          {
-            /* close_notify before the handshake finished: no session. */
-            why = "the peer closed the connection";
-            break;
-          }
-        conn->closed = TRUE;
-        return VPS_TLS_CLOSED;
-      case SSL_ERROR_SYSCALL:
-        reasons = tls_drain_errors ();
-        if (reasons != NULL)
-          why = reasons;
-        else if (saved_errno != 0)
-          why = g_strerror (saved_errno);
-        else
-          why = "the peer closed the connection";
-        break;
-      case SSL_ERROR_SSL:
-        reasons = tls_drain_errors ();
-        why = reasons != NULL ? reasons : "protocol error";
-        break;
-      default:
-        /* WANT_X509_LOOKUP, WANT_ASYNC ...: nothing here enables them. */
-        ERR_clear_error ();
-        why = "unexpected OpenSSL state";
-        break;
-    }
-  conn->failed = TRUE;
-  g_set_error (error, VPS_TLS_ERROR, code, "TLS %s: %s", what, why);
-  return VPS_TLS_FAILED;
-}
-
-static gboolean
-tls_check_usable (VpsTlsConn *conn, VpsTlsError code, const char *what, GError **error)
-{
-  if (!conn->failed)
-    return TRUE;
-  g_set_error (error, VPS_TLS_ERROR, code, "TLS %s: the connection has already failed", what);
-  return FALSE;
+  /* verify -1: the server does not verify client certificates. */
+  return (VpsTlsIoErrors){ VPS_TLS_ERROR, VPS_TLS_ERROR_HANDSHAKE, VPS_TLS_ERROR_IO, -1 };
 }
 
 VpsTlsStatus
 vps_tls_conn_handshake (VpsTlsConn *conn, GError **error)
 {
-  int ret;
+  VpsTlsIoErrors errors = tls_errors ();
 
   g_return_val_if_fail (conn != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (error == NULL || *error == NULL, VPS_TLS_FAILED);
 
-  if (!tls_check_usable (conn, VPS_TLS_ERROR_HANDSHAKE, "handshake", error))
-    return VPS_TLS_FAILED;
-  ERR_clear_error ();
-  errno = 0;
-  ret = SSL_do_handshake (conn->ssl);
-  if (ret == 1)
-    {
-      ERR_clear_error ();
-      return VPS_TLS_OK;
-    }
-  return tls_status (conn, ret, errno, VPS_TLS_ERROR_HANDSHAKE, "handshake", error);
+  return vps_tls_io_handshake (&conn->io, &errors, error);
 }
 
 VpsTlsStatus
 vps_tls_conn_read (VpsTlsConn *conn, void *buf, gsize len, gsize *n, GError **error)
 {
-  size_t done = 0;
-  int ret;
+  VpsTlsIoErrors errors = tls_errors ();
 
   g_return_val_if_fail (conn != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (buf != NULL && len > 0, VPS_TLS_FAILED);
   g_return_val_if_fail (n != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (error == NULL || *error == NULL, VPS_TLS_FAILED);
 
-  *n = 0;
-  if (!tls_check_usable (conn, VPS_TLS_ERROR_IO, "read", error))
-    return VPS_TLS_FAILED;
-  if (conn->closed)
-    return VPS_TLS_CLOSED;
-  ERR_clear_error ();
-  errno = 0;
-  ret = SSL_read_ex (conn->ssl, buf, len, &done);
-  if (ret == 1)
-    {
-      ERR_clear_error ();
-      *n = done;
-      return VPS_TLS_OK;
-    }
-  return tls_status (conn, ret, errno, VPS_TLS_ERROR_IO, "read", error);
+  return vps_tls_io_read (&conn->io, &errors, buf, len, n, error);
 }
 
 VpsTlsStatus
 vps_tls_conn_write (VpsTlsConn *conn, const void *buf, gsize len, gsize *n, GError **error)
 {
-  size_t done = 0;
-  int ret;
+  VpsTlsIoErrors errors = tls_errors ();
 
   g_return_val_if_fail (conn != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (buf != NULL && len > 0, VPS_TLS_FAILED);
   g_return_val_if_fail (n != NULL, VPS_TLS_FAILED);
   g_return_val_if_fail (error == NULL || *error == NULL, VPS_TLS_FAILED);
 
-  *n = 0;
-  if (!tls_check_usable (conn, VPS_TLS_ERROR_IO, "write", error))
-    return VPS_TLS_FAILED;
-  ERR_clear_error ();
-  errno = 0;
-  ret = SSL_write_ex (conn->ssl, buf, len, &done);
-  if (ret == 1)
-    {
-      ERR_clear_error ();
-      *n = done;
-      return VPS_TLS_OK;
-    }
-  return tls_status (conn, ret, errno, VPS_TLS_ERROR_IO, "write", error);
+  return vps_tls_io_write (&conn->io, &errors, buf, len, n, error);
 }
 
 gsize
 vps_tls_conn_pending (VpsTlsConn *conn)
 {
-  int pending;
-
   g_return_val_if_fail (conn != NULL, 0);
-  if (conn->failed)
-    return 0;
-  pending = SSL_pending (conn->ssl);
-  return pending > 0 ? (gsize)pending : 0;
+  return vps_tls_io_pending (&conn->io);
 }
 
 void
 vps_tls_conn_shutdown (VpsTlsConn *conn)
 {
   g_return_if_fail (conn != NULL);
-
-  /* After a fatal error OpenSSL must not be asked to write; before the
-   * handshake completed there is no session to close. */
-  if (conn->failed || !SSL_is_init_finished (conn->ssl)
-      || (SSL_get_shutdown (conn->ssl) & SSL_SENT_SHUTDOWN) != 0)
-    return;
-  ERR_clear_error ();
-  /* One attempt: 0 (sent, peer's not seen yet), or WANT_WRITE when the
-   * socket is full; either way the caller is about to close. */
-  (void)SSL_shutdown (conn->ssl);
-  ERR_clear_error ();
+  vps_tls_io_shutdown (&conn->io);
 }
 
 const char *
 vps_tls_conn_get_version (VpsTlsConn *conn)
 {
   g_return_val_if_fail (conn != NULL, NULL);
-  return SSL_get_version (conn->ssl);
+  return vps_tls_io_get_version (&conn->io);
 }
 
 const char *
 vps_tls_conn_get_cipher (VpsTlsConn *conn)
 {
-  const SSL_CIPHER *cipher;
-
   g_return_val_if_fail (conn != NULL, NULL);
-  cipher = SSL_get_current_cipher (conn->ssl);
-  return cipher != NULL ? SSL_CIPHER_get_name (cipher) : NULL;
+  return vps_tls_io_get_cipher (&conn->io);
 }
 
 char *
 vps_tls_conn_dup_peer_subject (VpsTlsConn *conn)
 {
-  X509 *peer;
-  BIO *mem;
-  char *data = NULL;
-  long len;
-  char *subject = NULL;
-
   g_return_val_if_fail (conn != NULL, NULL);
-
-  peer = SSL_get0_peer_certificate (conn->ssl);
-  if (peer == NULL)
-    return NULL;
-  ERR_clear_error ();
-  mem = BIO_new (BIO_s_mem ());
-  /* RFC 2253 form with control and non-ASCII characters escaped: the
-   * subject is peer data on its way to a log line. */
-  if (mem != NULL
-      && X509_NAME_print_ex (mem, X509_get_subject_name (peer), 0, XN_FLAG_RFC2253) >= 0)
-    {
-      len = BIO_get_mem_data (mem, &data);
-      if (len > 0 && data != NULL)
-        subject = g_strndup (data, MIN ((gsize)len, (gsize)TLS_MAX_PEER_SUBJECT));
-    }
-  BIO_free (mem);
-  ERR_clear_error ();
-  return subject;
+  return vps_tls_io_dup_peer_subject (&conn->io);
 }
 
 const char *
 vps_tls_conn_get_sni (VpsTlsConn *conn)
 {
   g_return_val_if_fail (conn != NULL, NULL);
-  return SSL_get_servername (conn->ssl, TLSEXT_NAMETYPE_host_name);
+  return SSL_get_servername (conn->io.ssl, TLSEXT_NAMETYPE_host_name);
 }
