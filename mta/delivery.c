@@ -10,11 +10,17 @@
  * runs again afterwards (a release from hold/ during a scan, say).  The
  * engine's synchronous stage runner is used here on purpose: these are
  * pool threads, not worker loops, and a delivery waits for its disk anyway.
+ * Remote recipients are handed, all at once, to the one SMTP client thread
+ * (delivery-remote.c says why) and the pool thread waits for their results.
+ * A shutdown that interrupts remote sessions does not count as an attempt:
+ * the message is due again at once after the restart.
  */
 #include "mta/delivery.h"
+#include "mta/delivery-remote.h"
 
 #include <string.h>
 
+#include "mta/bounce.h"
 #include "mta/local.h"
 #include "vps/log.h"
 #include "vps/message.h"
@@ -29,6 +35,7 @@ struct _VpsDelivery
   GHashTable *in_flight; /* id → GINT_TO_POINTER (run again when done) */
   GThread *scanner;
   gboolean stopping;
+  VpsRemote *remote; /* the SMTP client's thread (delivery-remote.c) */
 };
 
 /* ---- routes ------------------------------------------------------------------ */
@@ -268,6 +275,161 @@ prepare_stage (Job *job)
     vps_txn_set_message (job->txn, msg);
 }
 
+/* ---- remote routes, retries, expiry, bounces ----------------------------------- */
+
+static void
+remote_rcpt_free (gpointer data)
+{
+  VpsRemoteRcpt *rr = data;
+
+  g_free ((char *)rr->target);
+  g_free (rr);
+}
+
+static void
+remote_add (GPtrArray *remote, VpsQueueRcpt *r, gboolean relay, char *target)
+{
+  VpsRemoteRcpt *rr = g_new0 (VpsRemoteRcpt, 1);
+
+  rr->rcpt = r;
+  rr->relay = relay;
+  rr->target = target;
+  g_ptr_array_add (remote, rr);
+}
+
+/* Exponential backoff (Postfix's minimal/maximal_backoff_time):
+ * retry_min × 2^(attempts-1), at most retry_max. */
+static gint64
+retry_delay (VpsConfig *cfg, guint attempts)
+{
+  gint64 min_ms = vps_config_get_duration_ms (cfg, "queue", "retry_min");
+  gint64 max_ms = vps_config_get_duration_ms (cfg, "queue", "retry_max");
+  gint64 delay = min_ms;
+
+  for (guint i = 1; i < attempts && delay < max_ms; i++)
+    delay *= 2;
+  return MIN (delay, MAX (max_ms, min_ms)) * 1000;
+}
+
+/* Past [queue] lifetime a deferred recipient is given up (Postfix's
+ * maximal_queue_lifetime); its last result stays in the text. */
+static void
+expire (VpsEnvelope *env, VpsConfig *cfg)
+{
+  gint64 lifetime = vps_config_get_duration_ms (cfg, "queue", "lifetime") * 1000;
+  gint64 now = g_get_real_time ();
+
+  if (env->received == 0 || now - env->received < lifetime)
+    return;
+  for (guint i = 0; i < env->rcpts->len; i++)
+    {
+      VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, i);
+
+      if (r->state != VPS_RCPT_DEFERRED)
+        continue;
+      vps_notice (env->id, "delivery: to=<%s> failed: message expired", r->address);
+      set_state (r, VPS_RCPT_FAILED,
+                 g_strdup_printf ("451 4.4.7 message expired; last result: %s",
+                                  r->result ? r->result : "none"));
+    }
+}
+
+static gboolean
+has_8bit (const char *s)
+{
+  for (; *s != '\0'; s++)
+    if ((guchar)*s >= 0x80)
+      return TRUE;
+  return FALSE;
+}
+
+/* Queue dsn as a new message from <> to the original sender. */
+static char *
+queue_bounce (VpsDelivery *delivery, const VpsEnvelope *env, GBytes *dsn, gboolean needs_8bit,
+              GError **error)
+{
+  g_autoptr (VpsEnvelope) benv = vps_envelope_new ();
+  VpsQueueWriter *w = vps_queue_writer_new (delivery->queue, error);
+  gsize len;
+  const guint8 *data = g_bytes_get_data (dsn, &len);
+
+  if (w == NULL)
+    return NULL;
+  if (!vps_queue_writer_write (w, data, len, error))
+    {
+      vps_queue_writer_abort (w);
+      return NULL;
+    }
+  benv->id = g_strdup (vps_queue_writer_get_id (w));
+  benv->sender = g_strdup ("");
+  benv->body = needs_8bit ? g_strdup ("8BITMIME") : NULL;
+  benv->smtputf8 = has_8bit (env->sender);
+  vps_envelope_add_rcpt (benv, env->sender, NULL, 0);
+  if (!vps_queue_commit_sync (delivery->queue, w, benv, error))
+    return NULL;
+  vps_delivery_submit (delivery, benv->id);
+  return g_strdup (benv->id);
+}
+
+/* A DSN for the recipients that failed in this attempt (failed_before[i]:
+ * failed before it).  FALSE when the original went to dead/ instead. */
+static gboolean
+bounce (VpsDelivery *delivery, VpsConfig *cfg, VpsEnvelope *env, GBytes *raw,
+        const gboolean *failed_before)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsEnvelope) copy = NULL;
+  g_autoptr (JsonObject) json = NULL;
+  g_autoptr (GBytes) dsn = NULL;
+  g_autofree char *bid = NULL;
+  const char *hostname = vps_config_get_string (cfg, "vsmtpd", "hostname");
+  VpsBounceOptions opts = { 0 };
+  gboolean needs_8bit = FALSE;
+  guint n = 0;
+
+  for (guint i = 0; i < env->rcpts->len; i++)
+    {
+      VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, i);
+
+      if (!failed_before[i] && vps_bounce_due (env, r, VPS_BOUNCE_FAILURE))
+        n++;
+    }
+  if (n == 0) /* the sender <> among the reasons: never a bounce to it */
+    return TRUE;
+  /* the notification covers this attempt's failures only */
+  json = vps_envelope_to_json (env);
+  copy = vps_envelope_from_json (json, &error);
+  if (copy != NULL)
+    for (guint i = env->rcpts->len; i > 0; i--)
+      if (failed_before[i - 1]
+          || !vps_bounce_due (env, g_ptr_array_index (env->rcpts, i - 1), VPS_BOUNCE_FAILURE))
+        g_ptr_array_remove_index (copy->rcpts, i - 1);
+  opts.reporting_mta = hostname ? hostname : g_get_host_name ();
+  opts.now = g_get_real_time ();
+  if (copy != NULL)
+    dsn = vps_bounce_build_full (copy, raw, VPS_BOUNCE_FAILURE, &opts, &needs_8bit, &error);
+  if (dsn != NULL)
+    bid = queue_bounce (delivery, env, dsn, needs_8bit, &error);
+  if (bid != NULL)
+    {
+      vps_info (env->id, "delivery: sender non-delivery notification: %s", bid);
+      return TRUE;
+    }
+  if (g_error_matches (error, VPS_BOUNCE_ERROR, VPS_BOUNCE_ERROR_NOTHING_DUE)
+      || g_error_matches (error, VPS_BOUNCE_ERROR, VPS_BOUNCE_ERROR_NULL_SENDER))
+    return TRUE; /* nobody to tell: not a failure */
+  vps_warning (env->id, "delivery: no bounce to <%s>: %s; moving to dead/", env->sender,
+               error->message);
+  g_clear_error (&error);
+  if (!vps_queue_update_envelope (delivery->queue, env, &error)
+      || !vps_queue_bury (delivery->queue, env->id, &error))
+    {
+      vps_warning (env->id, "delivery: moving to dead/: %s", error->message);
+      return TRUE; /* still in incoming/: tried again at the next attempt */
+    }
+  return FALSE;
+}
+
 static void
 deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
 {
@@ -276,6 +438,9 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
   g_autofree char *default_target = NULL;
   VpsRouteKind default_kind;
   gboolean has_rules;
+  g_autoptr (GPtrArray) remote = g_ptr_array_new_with_free_func (remote_rcpt_free);
+  g_autofree gboolean *failed_before = NULL;
+  gboolean interrupted;
   Job job = { 0 };
 
   job.env = given != NULL ? given : vps_queue_load_envelope (delivery->queue, id, &error);
@@ -304,6 +469,10 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
   has_rules = rules_program_n_rules (vps_engine_get_program (job.engine), RULES_STAGE_DELIVERY) > 0;
   if (has_rules)
     prepare_stage (&job);
+  failed_before = g_new0 (gboolean, job.env->rcpts->len);
+  for (guint i = 0; i < job.env->rcpts->len; i++)
+    failed_before[i]
+        = ((VpsQueueRcpt *)g_ptr_array_index (job.env->rcpts, i))->state == VPS_RCPT_FAILED;
 
   for (guint i = 0; i < job.env->rcpts->len; i++)
     {
@@ -329,14 +498,15 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
           case VPS_ROUTE_RELAY:
           case VPS_ROUTE_MX:
           default:
-            /* remote delivery is not built yet: the recipient waits */
-            if (r->state != VPS_RCPT_DEFERRED)
-              vps_notice (id, "delivery: to=<%s> deferred: remote delivery not available",
-                          r->address);
-            set_state (r, VPS_RCPT_DEFERRED, g_strdup ("451 4.3.2 remote delivery not available"));
+            remote_add (remote, r, kind == VPS_ROUTE_RELAY, g_steal_pointer (&target));
             break;
         }
     }
+  /* every remote recipient in one go: grouped by destination there */
+  vps_remote_deliver (delivery->remote, cfg, job.env, job.raw, remote);
+  expire (job.env, cfg);
+  if (!bounce (delivery, cfg, job.env, job.raw, failed_before))
+    goto out;
 
   if (vps_envelope_done (job.env))
     {
@@ -345,9 +515,20 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
         vps_warning (id, "delivery: removing: %s", error->message);
       goto out;
     }
-  job.env->attempts++;
-  job.env->next_attempt
-      = g_get_real_time () + vps_config_get_duration_ms (cfg, "queue", "run_interval") * 1000;
+  g_mutex_lock (&delivery->lock);
+  interrupted = delivery->stopping && remote->len > 0;
+  g_mutex_unlock (&delivery->lock);
+  if (interrupted)
+    {
+      /* a shutdown cut the remote sessions short: not an attempt of the
+       * destination, tried again as soon as vsmtpd is back */
+      job.env->next_attempt = 0;
+    }
+  else
+    {
+      job.env->attempts++;
+      job.env->next_attempt = g_get_real_time () + retry_delay (cfg, job.env->attempts);
+    }
   if (!vps_queue_update_envelope (delivery->queue, job.env, &error))
     vps_warning (id, "delivery: envelope update: %s", error->message);
   else if (job.hold && !vps_queue_hold (delivery->queue, id, &error))
@@ -476,6 +657,7 @@ vps_delivery_new (VpsDaemon *daemon, VpsQueue *queue, GError **error)
   g_mutex_init (&delivery->lock);
   g_cond_init (&delivery->cond);
   delivery->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  delivery->remote = vps_remote_new ();
   delivery->pool = g_thread_pool_new_full (
       pool_func, delivery, item_free, (gint)vps_config_get_int (cfg, "queue", "delivery_threads"),
       FALSE, NULL);
@@ -500,8 +682,12 @@ vps_delivery_free (VpsDelivery *delivery)
   g_mutex_unlock (&delivery->lock);
   if (delivery->scanner != NULL)
     g_thread_join (delivery->scanner);
-  /* deliveries running finish; queued ones wait for the next start */
+  /* remote deliveries in flight are interrupted (their recipients stay
+   * deferred: a duplicate at worst); local ones finish; queued ones wait
+   * for the next start */
+  vps_remote_cancel (delivery->remote);
   g_thread_pool_free (delivery->pool, TRUE, TRUE);
+  vps_remote_free (delivery->remote);
   g_hash_table_unref (delivery->in_flight);
   g_cond_clear (&delivery->cond);
   g_mutex_clear (&delivery->lock);

@@ -9,11 +9,17 @@
  * rules picks the route (`deliver maildir|mbox PATH`, relay, mx), or
  * [delivery] default when the rules decide nothing; local routes are
  * delivered at once (mta/local.h) and the recipient marked delivered or
- * failed; remote routes (mx, relay) are not implemented yet and stay
- * deferred; `hold` moves the message to hold/.  The envelope is updated
- * durably after each attempt and removed when every recipient is done, so
- * a crash between a delivery and its record gives a duplicate, never a
- * loss.  A message is never delivered by two threads at once.
+ * failed; remote routes (mx, relay) go out through mta/delivery-remote.h
+ * (delivered, failed or deferred per recipient); `hold` moves the message
+ * to hold/.  After an attempt, deferred recipients past [queue] lifetime
+ * fail (4.4.7); the recipients that failed in it get one failure DSN
+ * (mta/bounce.h) queued to the sender — never to <> — before the envelope
+ * records them, and a message whose DSN can be neither built nor queued
+ * goes to dead/.  The next attempt is [queue] retry_min × 2^(attempts-1)
+ * later, at most retry_max.  The envelope is updated durably after each
+ * attempt and removed when every recipient is done, so a crash between a
+ * delivery and its record gives a duplicate, never a loss.  A message is
+ * never delivered by two threads at once.
  *
  * Log lines carry the queue id:
  *   0005E7F1A2B3C4D5: to=<bob@example.org> delivered maildir=/var/mail/...

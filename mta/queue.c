@@ -32,6 +32,7 @@ static const char *const area_dirs[] = {
   [VPS_QUEUE_INCOMING] = "incoming",
   [VPS_QUEUE_HOLD] = "hold",
   [VPS_QUEUE_CORRUPT] = "corrupt",
+  [VPS_QUEUE_DEAD] = "dead",
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -409,7 +410,7 @@ recover_area (VpsQueue *q, const char *area, GPtrArray *names)
     }
 }
 
-static const char *const spool_dirs[] = { "tmp", "incoming", "hold", "corrupt" };
+static const char *const spool_dirs[] = { "tmp", "incoming", "hold", "corrupt", "dead" };
 
 static gboolean
 recover (VpsQueue *q, GError **error)
@@ -798,4 +799,14 @@ vps_queue_release (VpsQueue *q, const char *id, GError **error)
   if (!vps_queue_locate (q, id, &area, error))
     return FALSE;
   return area == VPS_QUEUE_INCOMING || move_entry (q, id, area, VPS_QUEUE_INCOMING, error);
+}
+
+gboolean
+vps_queue_bury (VpsQueue *q, const char *id, GError **error)
+{
+  VpsQueueArea area;
+
+  if (!vps_queue_locate (q, id, &area, error))
+    return FALSE;
+  return move_entry (q, id, area, VPS_QUEUE_DEAD, error);
 }

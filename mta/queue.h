@@ -8,6 +8,8 @@
  *               delivered) and ID.json (the envelope); both or neither
  *   hold/       put aside by `vpsctl queue hold`; released back to incoming/
  *   corrupt/    what recovery could not read, moved aside and logged
+ *   dead/       what could be neither delivered nor bounced (vps_queue_bury);
+ *               kept for the admin, never retried
  *   lock        flock()ed by the one process that owns the spool
  *
  * Durability (TESTING.md, "Durability"): a commit writes the envelope to
@@ -220,6 +222,7 @@ typedef enum
   VPS_QUEUE_INCOMING,
   VPS_QUEUE_HOLD,
   VPS_QUEUE_CORRUPT,
+  VPS_QUEUE_DEAD,
 } VpsQueueArea;
 
 const char *vps_queue_area_name (VpsQueueArea area); /* "incoming" */
@@ -247,5 +250,8 @@ gboolean vps_queue_remove (VpsQueue *q, const char *id, GError **error);
  * incoming/) succeeds and changes nothing. */
 gboolean vps_queue_hold (VpsQueue *q, const char *id, GError **error);
 gboolean vps_queue_release (VpsQueue *q, const char *id, GError **error);
+/* incoming/ or hold/ → dead/ (same crash-safe move as hold): a message
+ * that could be neither delivered nor bounced. */
+gboolean vps_queue_bury (VpsQueue *q, const char *id, GError **error);
 
 G_END_DECLS

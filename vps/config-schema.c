@@ -189,9 +189,17 @@ static const VpsConfigKeyDef schema[] = {
     "how often the queue is scanned for messages to (re)try" },
   { "queue", "delivery_threads", VPS_CFG_INT, "8", 1, 256, NULL,
     "local deliveries in parallel" },
+  { "queue", "retry_min", VPS_CFG_DURATION, "300s", 1000, DAY, NULL,
+    "first retry delay of a deferred message; doubled at each attempt (Postfix minimal_backoff_time)" },
+  { "queue", "retry_max", VPS_CFG_DURATION, "4000s", 1000, DAY, NULL,
+    "longest retry delay (Postfix maximal_backoff_time)" },
+  { "queue", "lifetime", VPS_CFG_DURATION, "5d", 1000, 100 * DAY, NULL,
+    "how long a deferred recipient is retried before it fails with 4.4.7 (Postfix maximal_queue_lifetime)" },
 
   { "delivery", "default", VPS_CFG_STRING, "mx", 0, 0, NULL,
     "when the delivery stage decides nothing: maildir:PATH, mbox:PATH, relay:[HOST]:PORT, mx or hold" },
+  { "delivery", "smtp_port", VPS_CFG_INT, "25", 1, 65535, NULL,
+    "port of MX hosts (MX records carry none): for tests and odd setups" },
 
   { "dns", "nameserver", VPS_CFG_NAMESERVER, NULL, 0, 0, NULL,
     "resolver to ask (IP or IP:PORT); the system resolver when unset" },

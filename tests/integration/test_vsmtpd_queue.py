@@ -82,11 +82,16 @@ def unfold(headers):
     return re.sub(r"\r?\n[ \t]+", " ", headers)
 
 
+# A route that keeps messages queued: a relay on a port where nothing
+# listens (connection refused: deferred, next try [queue] retry_min later).
+KEEP = "relay:[127.0.0.1]:1"
+
+
 def make(rules="", delivery=None, queue=None):
     """A vsmtpd for one test (not started).  delivery: [delivery] default
-    (the harness's maildir:DIR/mail/%d/%l when None; "mx" stays deferred:
-    remote delivery does not exist yet); queue: extra [queue] keys.  The
-    queue runs every second so waits stay short."""
+    (the harness's maildir:DIR/mail/%d/%l when None; KEEP stays deferred);
+    queue: extra [queue] keys.  The queue runs every second so waits stay
+    short."""
     settings = {"queue": dict({"run_interval": "1s"}, **(queue or {}))}
     if delivery is not None:
         settings["delivery"] = {"default": delivery}
@@ -113,7 +118,7 @@ def start_with_env(v, env):
 
 
 def test_queue_files_after_250_and_envelope():
-    v = make(delivery="mx").start()
+    v = make(delivery=KEEP).start()
     data = message("files", body="Line one.\r\n.leading dot\r\n")
     with v.smtp() as c:
         c.ehlo("client.test")
@@ -159,13 +164,13 @@ def test_queue_files_after_250_and_envelope():
     assert "report" in env
     v.wait_log(rf"{qid}: queued from=<alice@src\.test> nrcpt=1 size={len(eml)}")
 
-    # mx: remote delivery does not exist yet, the recipient stays deferred.
+    # KEEP: the relay refuses the connection, the recipient stays deferred.
     def deferred():
         e = v.envelope(qid)
         return e["recipients"][0]["state"] == "deferred" and e
 
     e = wait_until(deferred, 10, "recipient deferred")
-    assert "remote delivery not available" in (e["recipients"][0]["result"] or ""), e
+    assert "127.0.0.1" in (e["recipients"][0]["result"] or ""), e
     assert v.queue_files("incoming") == [qid + ".eml", qid + ".json"]
     wait_until(lambda: v.queue_files("tmp") == [], 5, "tmp/ empty")
     v.stop()
@@ -205,7 +210,7 @@ def _children(pid):
 def test_fsync_order_before_250():
     """The file fsync'ed, then renamed, then the directory fsync'ed -- all
     before the 250 leaves.  Seen with strace -f -y (fds with their paths)."""
-    v = make(delivery="mx")
+    v = make(delivery=KEEP)
     v.write_config()
     trace = os.path.join(v.dir, "strace.out")
     log = open(os.path.join(v.dir, "vsmtpd.log"), "ab")
@@ -301,7 +306,7 @@ def test_kill9_before_final_reply():
 
 
 def test_kill9_after_250_stays_queued():
-    v = make(delivery="mx").start()
+    v = make(delivery=KEEP).start()
     with v.smtp() as c:
         c.ehlo("client.test")
         r = transaction(c, message("kill after 250"))
@@ -375,7 +380,7 @@ def test_sigterm_lets_a_transaction_in_flight_finish():
     """SIGTERM drains: a client in the middle of its DATA may finish within
     [vpsd] drain_timeout and gets its 250; the message is queued, new
     connections are refused, and it is delivered after the restart."""
-    v = make(delivery="mx")
+    v = make(delivery=KEEP)
     v.settings["vpsd"] = {"drain_timeout": "10s"}
     v.start()
     with v.smtp() as c:
@@ -427,8 +432,8 @@ def test_sigterm_closes_sessions_with_421():
 
 
 def test_corrupt_queue_files_at_start():
-    # A real envelope to copy from: one message queued with mx (it stays).
-    v = make(delivery="mx").start()
+    # A real envelope to copy from: one message queued with KEEP (it stays).
+    v = make(delivery=KEEP).start()
     r, tid = v.send_mail("alice@src.test", ["bob@dst.test"], message("template"))
     assert r.code == 250, r
     v.stop()
@@ -584,11 +589,13 @@ def test_min_free_452_at_mail():
 
 
 def test_vpsctl_queue_commands():
-    """Messages stay queued while the delivery stage routes them to mx
-    (deferred: remote delivery does not exist yet); a reload without that
+    """Messages stay queued while the delivery stage routes them to a relay
+    that refuses connections (deferred, retried after retry_min = 1s); a
+    reload without that
     rule lets [delivery] default (the maildir) deliver -- except what is
     held, until it is released."""
-    v = make(rules='delivery { rule "gate" => deliver mx }\n').start()
+    v = make(rules='delivery { rule "gate" => deliver relay "[127.0.0.1]:1" }\n',
+             queue={"retry_min": "1s"}).start()
     r1, one = v.send_mail("alice@src.test", ["bob@dst.test"], message("one"))
     r2, two = v.send_mail("alice@src.test", ["bob@dst.test"], message("two"))
     assert one and two and one < two, (r1, r2)

@@ -399,11 +399,15 @@ def test_template_values_are_unquoted_then_checked():
     while v.queue_files("incoming") and time.time() < deadline:
         time.sleep(0.05)
     assert_queue_empty(v)  # every recipient done: delivered or failed
+    v.wait_maildir("alice@src.test")  # the bounce for the failed ones
     tree = sorted(os.path.relpath(os.path.join(root, n), v.dir)
                   for root, dirs, files in os.walk(v.dir) for n in dirs
                   if not os.path.relpath(root, v.dir).startswith(("queue", "quarantine", "exports")))
+    # the sender's maildir (mail/src.test/alice) holds the bounce for the failed ones
     assert tree == ["exports", "mail", "mail/dst.test", "mail/dst.test/bob", "mail/dst.test/bob/cur",
-                    "mail/dst.test/bob/new", "mail/dst.test/bob/tmp", "quarantine", "queue"], tree
+                    "mail/dst.test/bob/new", "mail/dst.test/bob/tmp", "mail/src.test",
+                    "mail/src.test/alice", "mail/src.test/alice/cur", "mail/src.test/alice/new",
+                    "mail/src.test/alice/tmp", "quarantine", "queue"], tree
     v.stop()
 
 def test_client_ptr_verified():

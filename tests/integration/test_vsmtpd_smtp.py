@@ -18,13 +18,14 @@ _servers = {}
 
 def server(kind="maildir"):
     """Shared servers of this file: "maildir" delivers into DIR/mail/%d/%l;
-    "keep" delivers nowhere ([delivery] default = mx: recipients stay
-    queued as deferred), so the envelope can be read in incoming/;
+    "keep" delivers nowhere ([delivery] default = a relay that refuses the
+    connection: recipients stay queued as deferred), so the envelope can be
+    read in incoming/;
     "small": max_message_size = 10K; "novrfy": vrfy = disabled."""
     if kind not in _servers:
         settings = {
             "maildir": {},
-            "keep": {"delivery": {"default": "mx"}},
+            "keep": {"delivery": {"default": "relay:[127.0.0.1]:1"}},
             "small": {"limits": {"max_message_size": "10K"}},
             "novrfy": {"vsmtpd": {"vrfy": "disabled"}},
         }[kind]

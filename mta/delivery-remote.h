@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * delivery-remote.h — remote delivery for vsmtpd's queue runner: the
+ * recipients of one message routed `mx` or `relay` are grouped by
+ * destination (the recipient domain for mx, the relay target for relay),
+ * the destination resolved (RFC 5321 §5.1: MX by preference, A/AAAA when
+ * the domain has no MX, RFC 7505 null MX) and the message sent with
+ * mta/smtp-out.h, host after host while the result says try_next.
+ *
+ * Outcomes per recipient, written into its VpsQueueRcpt (state, result):
+ *   2xx at the end of data          DELIVERED
+ *   5xx (or a permanent local one)  FAILED
+ *   4xx, transport failure          DEFERRED (after every host was tried
+ *                                   when the failure concerned the host)
+ *   NXDOMAIN                        FAILED  "550 5.1.2 ..."
+ *   null MX (RFC 7505)              FAILED  "556 5.1.10 ..."
+ *   DNS temporary failure           DEFERRED "451 4.4.3 ..."
+ * A server's reply is stored as vps_bounce_remote_result() makes it
+ * ("host NAME[ADDR] said: REPLY"), so that a DSN quotes it as such.
+ *
+ * Threads: vps_remote_deliver() blocks its caller (a delivery pool
+ * thread) while one "vsmtpd-remote" thread runs every SMTP session and
+ * DNS query on its own main loop; see delivery-remote.c for why.
+ */
+#pragma once
+
+#include "mta/queue.h"
+#include "vps/config.h"
+
+G_BEGIN_DECLS
+
+/* Addresses tried for one destination in one attempt (Postfix's
+ * smtp_mx_address_limit is 5). */
+#define VPS_REMOTE_MAX_ADDRESSES 5
+/* MX hosts of one domain looked at (the resolver reads at most
+ * VPS_RESOLVER_MAX_ANSWERS records anyway). */
+#define VPS_REMOTE_MAX_HOSTS 10
+/* A relay target "[host]:port" as the config or a rule gives it. */
+#define VPS_REMOTE_MAX_TARGET 300
+
+typedef struct _VpsRemote VpsRemote;
+
+/* One recipient to deliver: rcpt is written by vps_remote_deliver. */
+typedef struct
+{
+  VpsQueueRcpt *rcpt;
+  gboolean relay;     /* FALSE: mx */
+  const char *target; /* relay: "[host]:port", "host:port", "[host]" or "host" */
+} VpsRemoteRcpt;
+
+/* Start the remote delivery thread. */
+VpsRemote *vps_remote_new (void);
+/* Interrupt every delivery in flight (their recipients are deferred) and
+ * every one started afterwards: for shutdown.  Thread-safe. */
+void vps_remote_cancel (VpsRemote *remote);
+/* Stop the thread; no vps_remote_deliver() may be running. */
+void vps_remote_free (VpsRemote *remote);
+
+/* Deliver rcpts (VpsRemoteRcpt*) of env, message raw, under cfg; blocks
+ * until every one has its new state.  Call from any thread but the
+ * remote one. */
+void vps_remote_deliver (VpsRemote *remote, VpsConfig *cfg, const VpsEnvelope *env, GBytes *raw,
+                         GPtrArray *rcpts);
+
+/* Split a relay target into host and port (25 when absent); *mx_lookup
+ * is FALSE for a bracketed host.  FALSE on a malformed target. */
+gboolean vps_remote_parse_target (const char *target, char **host, guint16 *port,
+                                  gboolean *mx_lookup);
+
+G_END_DECLS
