@@ -49,6 +49,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def doc_blocks(path, lang):
+    """The fenced code blocks of one language (```lang) in a document, in order."""
+    out, cur = [], None
+    for line in open(path, encoding="utf-8"):
+        if cur is None and line.strip() == "```" + lang:
+            cur = []
+        elif cur is not None and line.strip() == "```":
+            out.append("".join(cur))
+            cur = None
+        elif cur is not None:
+            cur.append(line)
+    return out
+
+
 def tmpdir():
     d = tempfile.mkdtemp(prefix="vps-test-")
     _dirs.append(d)

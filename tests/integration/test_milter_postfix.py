@@ -33,17 +33,7 @@ DOC_PORT = "10030"  # the port docs/postfix.md writes; the test's vpsd listens e
 
 
 def doc_blocks(path, lang):
-    """The fenced code blocks of one language in a document."""
-    out, cur = [], None
-    for line in open(path, encoding="utf-8"):
-        if cur is None and line.strip() == "```" + lang:
-            cur = []
-        elif cur is not None and line.strip() == "```":
-            out.append("".join(cur))
-            cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+    return taplib.doc_blocks(path, lang)
 
 
 def doc_main_cf():

@@ -5,6 +5,7 @@ and the offline commands (check-rules, explain, run, quarantine)."""
 import json, os, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import taplib
 from taplib import run, spawn, tmpdir, wait_for_line
 
 VPSD = os.environ["VPSD"]
@@ -154,17 +155,7 @@ def test_ctl_quarantine_cycle():
     assert p.returncode == 1
 
 def blocks(path, lang):
-    """The fenced code blocks of one language in a document."""
-    out, cur = [], None
-    for line in open(path, encoding="utf-8"):
-        if cur is None and line.strip() == "```" + lang:
-            cur = []
-        elif cur is not None and line.strip() == "```":
-            out.append("".join(cur))
-            cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+    return taplib.doc_blocks(path, lang)
 
 def test_shipped_config_and_rules_check():
     conf = os.path.join(SRC, "conf", "vps.conf")

@@ -9,6 +9,7 @@ documented, and the defaults in the document's tables are the schema's."""
 import base64, os, re, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(__file__))
+import taplib
 from taplib import run, tmpdir
 from vsmtpdlib import Vsmtpd, VSMTPD, make_cert
 
@@ -22,16 +23,7 @@ PASSWORDS = {"alice": "correct horse", "bob@example.org": "battery staple"}
 
 
 def blocks(lang):
-    out, cur = [], None
-    for line in open(DOC, encoding="utf-8"):
-        if cur is None and line.strip() == "```" + lang:
-            cur = []
-        elif cur is not None and line.strip() == "```":
-            out.append("".join(cur))
-            cur = None
-        elif cur is not None:
-            cur.append(line)
-    return out
+    return taplib.doc_blocks(DOC, lang)
 
 
 def passwd_example():
