@@ -15,6 +15,7 @@
 #include <string.h>
 #include "vps/dns.h"
 #include "vps/log.h"
+#include "tests/vps/resolver-test-util.h"
 #include "vps/resolver.h"
 
 /* ---- the fake name server ------------------------------------------------- */
@@ -34,29 +35,6 @@ typedef struct
   GPtrArray *held; /* GBytes: source address + query */
   gboolean released;
 } FakeServer;
-
-static void
-put16 (GByteArray *b, guint16 v)
-{
-  guint8 x[2] = { v >> 8, v & 0xff };
-  g_byte_array_append (b, x, 2);
-}
-
-static void
-put_name (GByteArray *b, const char *name)
-{
-  g_auto (GStrv) labels = g_strsplit (name, ".", -1);
-  guint8 zero = 0;
-
-  for (guint i = 0; labels[i] != NULL; i++)
-    if (labels[i][0] != '\0')
-      {
-        guint8 len = (guint8)strlen (labels[i]);
-        g_byte_array_append (b, &len, 1);
-        g_byte_array_append (b, (const guint8 *)labels[i], len);
-      }
-  g_byte_array_append (b, &zero, 1);
-}
 
 /* a record owned by the question name (offset 12) */
 static void

@@ -11,6 +11,7 @@
  */
 #include <arpa/nameser.h>
 #include <string.h>
+#include "tests/vps/resolver-test-util.h"
 #include "vps/resolver.h"
 
 /* ---- packet builder ------------------------------------------------------- */
@@ -21,34 +22,10 @@
 #define F_RA 0x0080
 
 static void
-put16 (GByteArray *b, guint16 v)
-{
-  guint8 x[2] = { v >> 8, v & 0xff };
-  g_byte_array_append (b, x, 2);
-}
-
-static void
 put32 (GByteArray *b, guint32 v)
 {
   put16 (b, v >> 16);
   put16 (b, v & 0xffff);
-}
-
-/* "a.b.c" as labels (no compression); "." is the root */
-static void
-put_name (GByteArray *b, const char *name)
-{
-  g_auto (GStrv) labels = g_strsplit (name, ".", -1);
-  guint8 zero = 0;
-
-  for (guint i = 0; labels[i] != NULL; i++)
-    if (labels[i][0] != '\0')
-      {
-        guint8 len = (guint8)strlen (labels[i]);
-        g_byte_array_append (b, &len, 1);
-        g_byte_array_append (b, (const guint8 *)labels[i], len);
-      }
-  g_byte_array_append (b, &zero, 1);
 }
 
 static void
