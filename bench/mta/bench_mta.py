@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""bench-mta: vsmtpd against Postfix, receiving into a durable queue and delivering into maildir.
+"""bench-mta: vsmtpd against Postfix, receiving into a durable queue and delivering into maildir or relaying.
 
 Topology (BENCH.md): smtp-source -> server under test -> maildir, on
 loopback, ports and directories picked at run time.  The servers:
@@ -12,6 +12,13 @@ loopback, ports and directories picked at run time.  The servers:
            relay restrictions), [delivery] default = maildir:DIR/vmail/%d/%l
 Profiles: "disk" (queues and maildirs under BENCH_MTA_DISK_DIR, /var/tmp:
 the durability profile, fsync reaches the disk) and "tmpfs" (/dev/shm: CPU).
+Relay profiles (issue 9's end-to-end relay) "relay-disk" and "relay-tmpfs":
+smtp-source -> server -> smtp-sink, each server with its own smtp-sink -c on
+a free port (Postfix: relayhost = [127.0.0.1]:SINKPORT, smtp(8); vsmtpd:
+[delivery] default = relay:[127.0.0.1]:SINKPORT); end-to-end = the sink's
+message counter reached N, and it must equal N once the queue drained.
+BENCH_MTA_MODE picks the default profiles: maildir (disk,tmpfs), relay
+(relay-disk), all (disk,tmpfs,relay-disk; the default).
 
 Per profile both servers start once and are warmed up; then rounds run
 interleaved (round r: for each size and session count: postfix, vsmtpd) and
@@ -33,7 +40,7 @@ under 100 MB).
 Environment [default]: BENCH_ROUNDS [5], BENCH_MSGS [5000] (messages per
 run of small messages), BENCH_MSGS_LARGE [BENCH_MSGS/5] (messages over
 16 KB), BENCH_MTA_SIZES [5120,102400], BENCH_MTA_SESSIONS [10,50],
-BENCH_MTA_PROFILES [disk,tmpfs], BENCH_MTA_DISK_DIR [/var/tmp],
+BENCH_MTA_MODE [all], BENCH_MTA_PROFILES [from the mode], BENCH_MTA_DISK_DIR [/var/tmp],
 BENCH_MTA_SERVERS [postfix,vsmtpd], BENCH_MTA_RULES [bench/mta/rules-small.vsl],
 BENCH_MTA_WORKERS [2], BENCH_MTA_LOG_LEVEL [info], BENCH_MTA_LAT_FRACTION [0.3],
 BENCH_MTA_LAT_RATE [from the fraction], BENCH_MTA_LAT_SECONDS [15],
@@ -51,6 +58,9 @@ from mtalib import postfixlib  # noqa: E402
 from bench_milter import system_busy  # noqa: E402
 from smtpload import percentile  # noqa: E402
 
+# BENCH_MTA_MODE -> default BENCH_MTA_PROFILES.  "relay-X": smtp-source ->
+# server -> smtp-sink (issue 9's end-to-end relay), queues under X's directory.
+MODES = {"maildir": "disk,tmpfs", "relay": "relay-disk", "all": "disk,tmpfs,relay-disk"}
 SMALL_LIMIT = 16 * 1024  # messages up to this size use BENCH_MSGS, larger BENCH_MSGS_LARGE
 _children = []  # load generators running now, killed on the way out
 
@@ -81,10 +91,10 @@ def timed_run(server, sessions, messages, size, timeout):
     figures, with "error" set when anything was lost or refused."""
     server.clear_maildir()
     os.sync()
-    watch = mtalib.DirWatch(server.new_dir)
+    watch = server.watch()
     res = {"server": server.name, "sessions": sessions, "messages": messages, "size": size}
     sampler = server.sampler().start()
-    cpu0, busy0 = server.cpu_total(), system_busy()
+    cpu0, busy0, sink0 = server.cpu_total(), system_busy(), server.sink_cpu()
     t0 = time.monotonic()
     out = tempfile.TemporaryFile()
     src = subprocess.Popen(["smtp-source", "-s", str(sessions), "-m", str(messages),
@@ -143,9 +153,9 @@ def timed_run(server, sessions, messages, size, timeout):
     # (Postfix's qmgr, vsmtpd's spool clean-up) belongs to the message too.
     cpu = server.cpu_total() - cpu0
     parts = sampler.stop()
-    got = mtalib.count_files(server.new_dir)
+    got = server.delivered()
     if got != messages:
-        res.setdefault("error", f"{got} of {messages} messages in the maildir"
+        res.setdefault("error", f"{got} of {messages} messages at the destination"
                        + (" (duplicates)" if got > messages else ""))
     n = max(got, 1)
     t_end = t_done if t_done is not None else time.monotonic()
@@ -160,6 +170,7 @@ def timed_run(server, sessions, messages, size, timeout):
         "cpu_unattributed_ms": (cpu - sum(parts.values())) * 1000 / n,
         "cpu_gen_ms": ((usage.ru_utime + usage.ru_stime) * 1000 / n) if usage else None,
         "cpu_box_ms": busy * 1000 / n,
+        "cpu_sink_ms": (server.sink_cpu() - sink0) * 1000 / n,
         "rss_kb": server.rss_kb() if server.alive() else None,
     })
     return res
@@ -189,9 +200,9 @@ def latency_run(server, rate, count, size):
         server.wait_idle(60)
     except AssertionError as e:
         r.setdefault("error", str(e))
-    got = mtalib.count_files(server.new_dir)
+    got = server.delivered()
     if got != r["ok"]:
-        r.setdefault("error", f"{got} of {r['ok']} accepted messages in the maildir")
+        r.setdefault("error", f"{got} of {r['ok']} accepted messages at the destination")
     return r
 
 
@@ -261,7 +272,9 @@ def report(runs, lats, rss, profiles, servers, sizes, sessions):
     lines = []
     num = lambda v, spec="{:.3f}": "-" if v != v else spec.format(v)
     for prof in [p for p in profiles if any(r["profile"] == p for r in runs + lats)]:
-        print(f"\n-- profile {prof}: msgs/s and CPU ms per message, median [min-max] over rounds")
+        relay = prof.startswith("relay-")
+        print(f"\n-- profile {prof}: msgs/s and CPU ms per message, median [min-max] over rounds"
+              + ("; end-to-end = smtp-source -> server -> smtp-sink" if relay else ""))
         rows = []
         for size in sizes:
             for c in sessions:
@@ -276,9 +289,11 @@ def report(runs, lats, rss, profiles, servers, sizes, sessions):
                                  fmt(ra, "{:.2f}") if ra else "-", fmt(re_, "{:.2f}") if re_ else "-",
                                  fmt([r["cpu_server_ms"] for r in mine], "{:.2f}"),
                                  fmt([r["cpu_gen_ms"] for r in mine], "{:.2f}"),
-                                 fmt([r["cpu_box_ms"] for r in mine], "{:.2f}")))
+                                 fmt([r["cpu_box_ms"] for r in mine], "{:.2f}"))
+                                + ((fmt([r.get("cpu_sink_ms") for r in mine], "{:.2f}"),)
+                                   if relay else ()))
         table(("config", "server", "accept/s", "e2e/s", "ratio acc", "ratio e2e",
-               "CPU server", "CPU gen", "CPU box"), rows)
+               "CPU server", "CPU gen", "CPU box") + (("CPU sink",) if relay else ()), rows)
         for s in servers:
             mine = [r for r in ok if r["profile"] == prof and r["server"] == s]
             if not mine:
@@ -354,9 +369,10 @@ def report(runs, lats, rss, profiles, servers, sizes, sessions):
                              f"{'met' if worst >= 2 else 'NOT met'} (lowest median "
                              f"{worst:.2f} at {min(xs, key=lambda t: t[1])[0]})")
     print("\nvalues: median [min-max] over rounds; ratio = vsmtpd / postfix inside the same round;\n"
-          "accept = smtp-source finished, e2e = last message linked into the maildir; CPU in ms\n"
-          "per delivered message from /proc (10 ms ticks): server = Postfix master + every daemon\n"
-          "it forked or vsmtpd's process, gen = smtp-source, box = every busy CPU of the machine\n")
+          "accept = smtp-source finished, e2e = last message linked into the maildir (relay-*:\n"
+          "the sink's counter reached N); CPU in ms per delivered message from /proc (10 ms\n"
+          "ticks): server = Postfix master + every daemon it forked or vsmtpd's process, gen =\n"
+          "smtp-source, sink = smtp-sink (relay-*), box = every busy CPU of the machine\n")
     for line in lines:
         print(line)
     bad = [r for r in runs + lats if "error" in r] + ([rss] if rss and "error" in rss else [])
@@ -380,7 +396,10 @@ def main():
     msgs_large = int(env("BENCH_MSGS_LARGE", str(max(100, msgs // 5))))
     sizes = [int(x) for x in env("BENCH_MTA_SIZES", "5120,102400").split(",") if x]
     sessions = [int(x) for x in env("BENCH_MTA_SESSIONS", "10,50").split(",") if x]
-    profiles = [x for x in env("BENCH_MTA_PROFILES", "disk,tmpfs").split(",") if x]
+    mode = env("BENCH_MTA_MODE", "all")
+    if mode not in MODES:
+        ap.error(f"unknown BENCH_MTA_MODE {mode!r} ({', '.join(MODES)})")
+    profiles = [x for x in env("BENCH_MTA_PROFILES", MODES[mode]).split(",") if x]
     servers = [x for x in env("BENCH_MTA_SERVERS", "postfix,vsmtpd").split(",") if x]
     workers = int(env("BENCH_MTA_WORKERS", "2"))
     lat_fraction = float(env("BENCH_MTA_LAT_FRACTION", "0.3"))
@@ -390,8 +409,8 @@ def main():
     rss_sessions = int(env("BENCH_MTA_RSS_SESSIONS", "1000"))
     dirs = {"disk": env("BENCH_MTA_DISK_DIR", "/var/tmp"), "tmpfs": "/dev/shm"}
     for p in profiles:
-        if p not in dirs:
-            ap.error(f"unknown profile {p!r} (disk, tmpfs)")
+        if p.removeprefix("relay-") not in dirs:
+            ap.error(f"unknown profile {p!r} (disk, tmpfs, relay-disk, relay-tmpfs)")
     for s in servers:
         if s not in ("postfix", "vsmtpd"):
             ap.error(f"unknown server {s!r} (postfix, vsmtpd)")
@@ -418,19 +437,24 @@ def main():
     bases = []
     try:
         for prof in profiles:
-            base = tempfile.mkdtemp(prefix="bench-mta-", dir=dirs[prof])
+            relay = prof.startswith("relay-")
+            base = tempfile.mkdtemp(prefix="bench-mta-", dir=dirs[prof.removeprefix("relay-")])
             bases.append(base)
             os.chmod(base, 0o755)  # Postfix's daemons run as the postfix user
             fs = fs_type(base)
-            warn = "  (WARNING: not a disk file system)" if prof == "disk" and fs in ("tmpfs", "ramfs") else ""
+            warn = ("  (WARNING: not a disk file system)"
+                    if prof.endswith("disk") and fs in ("tmpfs", "ramfs") else "")
             print(f"# profile {prof}: {base} on {fs}{warn}", flush=True)
             srv = {}
             try:
                 for s in servers:
                     d = os.path.join(base, s)
-                    srv[s] = (mtalib.PostfixMaildir(d) if s == "postfix" else
-                              mtalib.Vsmtpd(binary, d, rules, workers=workers,
-                                            log_level=env("BENCH_MTA_LOG_LEVEL", "info")))
+                    if s == "postfix":
+                        srv[s] = (mtalib.PostfixRelay if relay else mtalib.PostfixMaildir)(d)
+                    else:
+                        srv[s] = (mtalib.VsmtpdRelay if relay else mtalib.Vsmtpd)(
+                            binary, d, rules, workers=workers,
+                            log_level=env("BENCH_MTA_LOG_LEVEL", "info"))
                     if s == "vsmtpd":
                         srv[s].check()
                     srv[s].start()
@@ -453,6 +477,7 @@ def main():
                                 print(f"# {prof} round {rnd} {conf_label(size, c)} {s}: "
                                       f"{r['accept_rate']:.0f} accept/s, {r['e2e_rate']:.0f} e2e/s, "
                                       f"CPU {r['cpu_server_ms']:.2f} ms/msg, gen {r['cpu_gen_ms'] or 0:.2f}"
+                                      + (f", sink {r['cpu_sink_ms']:.2f}" if relay else "")
                                       + (f"  ERROR {r['error']}" if "error" in r else ""), flush=True)
                 # Open loop at a fraction of Postfix's capacity (its best median e2e rate
                 # of small messages in this profile), the same rate for every server.

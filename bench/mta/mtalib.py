@@ -6,8 +6,16 @@
                             maildir dir/vmail/bench.test/mail/ through virtual(8)
     Vsmtpd(binary, dir)     BUILD/mta/vsmtpd with a vps.conf written here,
                             [delivery] default = maildir:dir/vmail/%d/%l
-    both: .start() .stop() .port .new_dir .cpu_total() .sampler()
-          .wait_idle(timeout) .queue_left() .clear_maildir() .log_tail()
+    PostfixRelay(dir)       the same Postfix relaying everything to its own
+                            smtp-sink (relayhost = [127.0.0.1]:SINKPORT)
+    VsmtpdRelay(binary, dir)  vsmtpd with [delivery] default =
+                            relay:[127.0.0.1]:SINKPORT, its own smtp-sink
+    all: .start() .stop() .port .cpu_total() .sampler() .watch() .delivered()
+         .wait_idle(timeout) .queue_left() .clear_maildir() .log_tail()
+         (.watch(): a select()able counter of arriving messages; .delivered():
+         messages at the destination since the last .clear_maildir())
+    Sink(dir)               smtp-sink -c (no dump: the sink must stay cheaper
+                            than the servers), .watch() follows its counter
     DirWatch(path)          inotify on a maildir new/: counts arriving files
                             without listing the directory (listing 5,000
                             names every few ms would steal CPU from the servers)
@@ -21,14 +29,14 @@ Everything runs as root, like the tests; every server started here is put on
 postfixlib's list, so postfixlib.stop_all() (also run at exit and on SIGTERM)
 stops it.
 """
-import ctypes, os, pwd, signal, struct, subprocess, sys, threading, time
+import ctypes, os, pwd, re, signal, struct, subprocess, sys, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 sys.path.insert(0, os.path.join(SRC, "bench", "milter"))
 import postfixlib  # noqa: E402
-from postfixlib import Postfix, free_port, wait_listening  # noqa: E402
+from postfixlib import Postfix, SmtpSink, free_port, wait_listening  # noqa: E402
 from bench_milter import tree_cpu  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -151,6 +159,7 @@ class CpuSampler:
 _IN_MOVED_TO, _IN_CREATE, _IN_Q_OVERFLOW, _IN_ISDIR = 0x80, 0x100, 0x4000, 0x40000000
 _IN_NONBLOCK, _IN_CLOEXEC = 0o4000, 0o2000000
 _libc = ctypes.CDLL(None, use_errno=True)
+_MESG = re.compile(rb"mesg=(\d+)")
 _EVENT = struct.Struct("iIII")
 
 
@@ -193,6 +202,56 @@ class DirWatch:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class SinkWatch:
+    """Follows smtp-sink's -c counter ("mesg=N", updated at every end of
+    DATA) in its output file: inotify IN_MODIFY on the file (the kernel folds
+    repeated events into one, so the queue cannot overflow), then only the
+    bytes written since the last read are parsed.  count = the counter
+    minus base (its value at the server's last .clear_maildir())."""
+
+    _IN_MODIFY = 0x2
+    _TAIL = 64  # bytes kept across reads: a "mesg=N" split by a read
+
+    def __init__(self, path, base):
+        self.fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if _libc.inotify_add_watch(self.fd, os.fsencode(path), self._IN_MODIFY) < 0:
+            err = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(err, f"inotify_add_watch {path}")
+        self.f = open(path, "rb")
+        self.f.seek(0, 2)
+        self.base = base
+        self.carry = b""
+        self.count = 0
+        self.overflow = False  # the file is re-read: a lost event loses nothing
+
+    def fileno(self):
+        return self.fd
+
+    def read(self):
+        while True:
+            try:
+                os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+        data = self.carry + self.f.read()
+        # smtp-sink writes each counter line in one write(2): a number at
+        # the end of what we read is complete.
+        m = _MESG.findall(data)
+        if m:
+            self.count = int(m[-1]) - self.base
+        self.carry = data[-self._TAIL:]
+        return self.count
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.f.close()
 
 
 def count_files(path):
@@ -281,6 +340,15 @@ class PostfixMaildir:
 
     def clear_maildir(self):
         clear_dir_files(self.new_dir)
+
+    def watch(self):
+        return DirWatch(self.new_dir)
+
+    def delivered(self):
+        return count_files(self.new_dir)
+
+    def sink_cpu(self):
+        return 0.0
 
     def rss_kb(self):
         return sum(status_kb(proc_status(p), "VmRSS") for p in self.pf.pids())
@@ -418,6 +486,15 @@ class Vsmtpd:
     def clear_maildir(self):
         clear_dir_files(self.new_dir)
 
+    def watch(self):
+        return DirWatch(self.new_dir)
+
+    def delivered(self):
+        return count_files(self.new_dir)
+
+    def sink_cpu(self):
+        return 0.0
+
     def rss_kb(self):
         return status_kb(proc_status(self.proc.pid), "VmRSS")
 
@@ -429,3 +506,122 @@ class Vsmtpd:
                 return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
+
+
+# ----------------------------------------------------------- relay topology
+
+class Sink:
+    """The final destination of the relay profiles: smtp-sink -c on a free
+    port (no dump: writing every message would make the sink the bottleneck
+    on 2 cores).  It counts every end of DATA, so it sees every message; a
+    count above the number sent means duplicates."""
+
+    def __init__(self, dir):
+        os.makedirs(dir, exist_ok=True)
+        self.sink = SmtpSink(dir, dump=False, counters=True)
+        self.base = 0
+
+    @property
+    def port(self):
+        return self.sink.port
+
+    def start(self):
+        self.sink.start()
+        return self
+
+    def stop(self):
+        self.sink.stop()
+
+    def alive(self):
+        return self.sink.proc is not None and self.sink.proc.poll() is None
+
+    def received(self):
+        return self.sink.received()
+
+    def reset(self):
+        self.base = self.received()
+
+    def delivered(self):
+        return self.received() - self.base
+
+    def watch(self):
+        return SinkWatch(self.sink.out_path, self.base)
+
+    def cpu(self):
+        return process_cpu(self.sink.proc.pid) if self.alive() else 0.0
+
+
+class _RelayMixin:
+    """Arrivals counted at the sink instead of a maildir."""
+
+    def watch(self):
+        return self.sink.watch()
+
+    def delivered(self):
+        return self.sink.delivered()
+
+    def clear_maildir(self):
+        self.sink.reset()
+
+    def sink_cpu(self):
+        return self.sink.cpu()
+
+
+class PostfixRelay(_RelayMixin, PostfixMaildir):
+    """Postfix as a relay: smtpd -> cleanup (queue file fsync'ed) -> qmgr ->
+    smtp(8) to relayhost = [127.0.0.1]:SINKPORT, default settings (smtp
+    connection cache on demand, destination concurrency 20)."""
+
+    def __init__(self, dir):
+        self.dir = dir
+        os.makedirs(dir, exist_ok=True)
+        self.sink = Sink(os.path.join(dir, "sink"))
+        self.new_dir = None
+        self.pf = Postfix(os.path.join(dir, "pf"), relay_port=self.sink.port, main_cf_extra={
+            # bench.test is a remote domain here; mynetworks (127.0.0.0/8)
+            # permits the relaying, as rules-small.vsl does for vsmtpd.
+            "relay_domains": "",
+        })
+
+    def start(self):
+        self.sink.start()
+        if self.sink.port != self.pf.relay_port:  # the sink lost its port race
+            raise RuntimeError("smtp-sink changed its port after Postfix was configured")
+        self.pf.start()
+        return self
+
+    def stop(self):
+        self.pf.stop()
+        self.sink.stop()
+
+    def alive(self):
+        return PostfixMaildir.alive(self) and self.sink.alive()
+
+
+class VsmtpdRelay(_RelayMixin, Vsmtpd):
+    """vsmtpd relaying everything to its own smtp-sink."""
+
+    def __init__(self, binary, dir, rules_text, **kw):
+        Vsmtpd.__init__(self, binary, dir, rules_text, **kw)
+        self.sink = Sink(os.path.join(dir, "sink"))
+        self.new_dir = None
+
+    def _write_conf(self):
+        text = VSMTPD_CONF.format(port=self.port, **self.settings)
+        route = f"default = maildir:{self.vmail}/%d/%l"
+        assert route in text, "VSMTPD_CONF changed: update VsmtpdRelay"
+        text = text.replace(route, f"default = relay:[127.0.0.1]:{self.sink.port}")
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def start(self, timeout=30):
+        if not self.sink.alive():
+            self.sink.start()
+        return Vsmtpd.start(self, timeout)
+
+    def stop(self, timeout=20):
+        Vsmtpd.stop(self, timeout)
+        self.sink.stop()
+
+    def alive(self):
+        return Vsmtpd.alive(self) and self.sink.alive()
