@@ -16,9 +16,13 @@
  * thread writes the recipients' states while the owner sleeps on the
  * GCond, and the GMutex orders those writes before the owner reads them.
  */
-#include "mta/delivery-remote.h"
+#include "mta/delivery-remote-private.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mta/bounce.h"
 #include "mta/smtp-out.h"
@@ -33,9 +37,12 @@ struct _VpsRemote
   GCancellable *cancellable;
   VpsSmtpOut *out; /* made lazily on the remote thread, for helo_name */
   char *helo_name;
+  char *tls_ca; /* [delivery] tls_ca the client was made with */
   GMutex lock;
   GCond cond;
 };
+
+G_DEFINE_QUARK (vps - remote - error - quark, vps_remote_error)
 
 /* One call of vps_remote_deliver. */
 typedef struct
@@ -46,8 +53,11 @@ typedef struct
   GBytes *raw;
   GPtrArray *rcpts;
   VpsResolver *resolver;
-  guint pending; /* groups not finished; remote thread only */
-  gboolean done; /* under remote->lock */
+  VpsSmtpOutTlsPolicy tls_default;
+  GHashTable *tls_map; /* destination key -> GINT_TO_POINTER (policy + 1), or NULL */
+  GHashTable *auth;    /* relay key -> RemoteAuth*, or NULL */
+  guint pending;       /* groups not finished; remote thread only */
+  gboolean done;       /* under remote->lock */
 } RemoteJob;
 
 /* The recipients of one destination. */
@@ -58,7 +68,10 @@ typedef struct
   char *dest;       /* the domain or the relay host */
   guint16 port;
   gboolean mx_lookup;
-  GPtrArray *hosts; /* char*: MX host names, in order */
+  gboolean relay;
+  VpsSmtpOutTlsPolicy tls;
+  const RemoteAuth *auth; /* the job's, or NULL */
+  GPtrArray *hosts;       /* char*: MX host names, in order */
   guint host_index;
   GPtrArray *addrs; /* GInetAddress* of the current host */
   guint addr_index;
@@ -87,6 +100,19 @@ group_free (Group *g)
   g_free (g);
 }
 
+/* Every group is done: the maps go (on the remote thread, which alone
+ * used them) and the waiting pool thread wakes up. */
+static void
+job_finish (RemoteJob *job)
+{
+  g_clear_pointer (&job->tls_map, g_hash_table_unref);
+  g_clear_pointer (&job->auth, g_hash_table_unref);
+  g_mutex_lock (&job->remote->lock);
+  job->done = TRUE;
+  g_cond_broadcast (&job->remote->cond);
+  g_mutex_unlock (&job->remote->lock);
+}
+
 static void
 group_done (Group *g)
 {
@@ -95,10 +121,7 @@ group_done (Group *g)
   group_free (g);
   if (--job->pending > 0)
     return;
-  g_mutex_lock (&job->remote->lock);
-  job->done = TRUE;
-  g_cond_broadcast (&job->remote->cond);
-  g_mutex_unlock (&job->remote->lock);
+  job_finish (job);
 }
 
 /* Every recipient left in g gets state and result (a printf format). */
@@ -261,18 +284,24 @@ get_out (VpsRemote *remote, VpsConfig *cfg)
 
   if (helo == NULL)
     helo = g_get_host_name ();
-  if (remote->out == NULL || g_strcmp0 (helo, remote->helo_name) != 0)
+  const char *ca = vps_config_get_path_value (cfg, "delivery", "tls_ca");
+
+  if (remote->out == NULL || g_strcmp0 (helo, remote->helo_name) != 0
+      || g_strcmp0 (ca, remote->tls_ca) != 0)
     {
       g_autoptr (GError) error = NULL;
       VpsSmtpOutConfig config = { 0 };
 
       config.helo_name = helo;
+      config.tls_ca_file = ca;
       g_clear_pointer (&remote->out, vps_smtp_out_unref);
       remote->out = vps_smtp_out_new (&config, &error);
       if (remote->out == NULL)
         vps_warning (NULL, "delivery: SMTP client: %s", error->message);
       g_free (remote->helo_name);
       remote->helo_name = g_strdup (helo);
+      g_free (remote->tls_ca);
+      remote->tls_ca = g_strdup (ca);
     }
   return remote->out;
 }
@@ -313,8 +342,14 @@ try_address (Group *g)
   target.address = addr;
   target.port = g->port;
   target.mx_name = g_ptr_array_index (g->hosts, g->host_index - 1);
-  /* opportunistic TLS; per-destination policies are not configurable yet */
-  target.tls = VPS_SMTP_OUT_TLS_MAY;
+  target.tls = g->tls;
+  /* credentials only where TLS may come up: smtp-out refuses to send them
+   * over a plaintext session (the recipients are deferred then) */
+  if (g->auth != NULL && g->tls != VPS_SMTP_OUT_TLS_NONE)
+    {
+      target.auth_user = g->auth->user;
+      target.auth_password = g->auth->password;
+    }
   msg.log_id = env->id;
   msg.sender = env->sender ? env->sender : "";
   msg.rcpts = rcpts;
@@ -465,10 +500,20 @@ bad:
   return FALSE;
 }
 
+/* The key of a relay target in tls_policy_map and relay_auth_file:
+ * "[host]:port" (or "host:port" for a target looked up by MX), lower case. */
 static Group *
-group_new (RemoteJob *job, const char *dest, guint16 port, gboolean mx_lookup)
+group_new (RemoteJob *job, const char *dest, guint16 port, gboolean mx_lookup, gboolean relay)
 {
   Group *g = g_new0 (Group, 1);
+  g_autofree char *key
+      = relay ? vps_remote_relay_key (dest, port, mx_lookup) : g_ascii_strdown (dest, -1);
+  gpointer policy = job->tls_map ? g_hash_table_lookup (job->tls_map, key) : NULL;
+
+  /* a domain is matched for MX delivery only, a target for relay only */
+  g->tls = policy != NULL ? (VpsSmtpOutTlsPolicy)(GPOINTER_TO_INT (policy) - 1) : job->tls_default;
+  g->auth = relay && job->auth ? g_hash_table_lookup (job->auth, key) : NULL;
+  g->relay = relay;
 
   g->job = job;
   g->rcpts = g_ptr_array_new ();
@@ -487,7 +532,28 @@ job_start (gpointer data)
   guint16 smtp_port = (guint16)vps_config_get_int (job->cfg, "delivery", "smtp_port");
   g_autoptr (GHashTable) groups = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (GPtrArray) order = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  const char *policy_name = vps_config_get_string (job->cfg, "delivery", "tls_policy");
 
+  if (!vps_smtp_out_tls_policy_from_name (policy_name, &job->tls_default))
+    job->tls_default = VPS_SMTP_OUT_TLS_MAY; /* the schema allows no other value */
+  /* a map that does not load defers everything: never a weaker policy or
+   * no AUTH than the admin asked for */
+  if (!vps_remote_load_maps (job->cfg, &job->tls_map, &job->auth, &error))
+    {
+      g_autofree char *text = one_line (error->message);
+
+      for (guint i = 0; i < job->rcpts->len; i++)
+        {
+          VpsRemoteRcpt *rr = g_ptr_array_index (job->rcpts, i);
+
+          vps_warning (job->env->id, "delivery: to=<%s> deferred: 451 4.3.5 %s", rr->rcpt->address,
+                       text);
+          set_rcpt (rr->rcpt, VPS_RCPT_DEFERRED, g_strdup_printf ("451 4.3.5 %s", text));
+        }
+      job_finish (job);
+      return G_SOURCE_REMOVE;
+    }
   for (guint i = 0; i < job->rcpts->len; i++)
     {
       VpsRemoteRcpt *rr = g_ptr_array_index (job->rcpts, i);
@@ -523,11 +589,11 @@ job_start (gpointer data)
           else
             host = g_strdup (at + 1);
         }
-      key = g_strdup_printf ("%c%u:%s", mx_lookup ? 'm' : 'a', port, host);
+      key = g_strdup_printf ("%c%c%u:%s", rr->relay ? 'r' : 'd', mx_lookup ? 'm' : 'a', port, host);
       g = g_hash_table_lookup (groups, key);
       if (g == NULL || g->rcpts->len >= VPS_SMTP_OUT_MAX_RCPTS)
         {
-          g = group_new (job, host, port, mx_lookup);
+          g = group_new (job, host, port, mx_lookup, rr->relay);
           g_hash_table_replace (groups, g_strdup (key), g);
           g_ptr_array_add (order, g);
         }
@@ -538,12 +604,7 @@ job_start (gpointer data)
     group_start (g_ptr_array_index (order, i));
   job->pending--;
   if (job->pending == 0)
-    {
-      g_mutex_lock (&job->remote->lock);
-      job->done = TRUE;
-      g_cond_broadcast (&job->remote->cond);
-      g_mutex_unlock (&job->remote->lock);
-    }
+    job_finish (job);
   return G_SOURCE_REMOVE;
 }
 
@@ -632,6 +693,7 @@ vps_remote_free (VpsRemote *remote)
   g_main_context_invoke (remote->context, quit_func, remote->loop);
   g_thread_join (remote->thread);
   g_free (remote->helo_name);
+  g_free (remote->tls_ca);
   g_object_unref (remote->cancellable);
   g_main_loop_unref (remote->loop);
   g_main_context_unref (remote->context);

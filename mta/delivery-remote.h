@@ -15,6 +15,16 @@
  *   NXDOMAIN                        FAILED  "550 5.1.2 ..."
  *   null MX (RFC 7505)              FAILED  "556 5.1.10 ..."
  *   DNS temporary failure           DEFERRED "451 4.4.3 ..."
+ * TLS ([delivery] tls_policy, tls_ca, tls_policy_map) and AUTH
+ * ([delivery] relay_auth_file) per destination: a domain in the map
+ * matches MX delivery to it, "[host]:port" (or "host:port") a relay
+ * target; verify checks the certificate against the MX host name (the
+ * relay host for a relay).  Credentials go to relay targets only, never
+ * with policy none, and smtp-out sends them only inside TLS (a "may"
+ * session without TLS is refused with 4.7.0 rather than sending them in
+ * the clear).  The map files are read at every vps_remote_deliver (they
+ * are small; an edit takes effect without a reload); one that does not
+ * load defers every remote recipient with its FILE:LINE error.
  * A server's reply is stored as vps_bounce_remote_result() makes it
  * ("host NAME[ADDR] said: REPLY"), so that a DSN quotes it as such.
  *
@@ -37,6 +47,20 @@ G_BEGIN_DECLS
 #define VPS_REMOTE_MAX_HOSTS 10
 /* A relay target "[host]:port" as the config or a rule gives it. */
 #define VPS_REMOTE_MAX_TARGET 300
+
+/* tls_policy_map and relay_auth_file: size, line and entry limits. */
+#define VPS_REMOTE_MAX_MAP_SIZE (1024 * 1024)
+#define VPS_REMOTE_MAX_MAP_LINE 1024
+#define VPS_REMOTE_MAX_MAP_ENTRIES 10000
+
+#define VPS_REMOTE_ERROR (vps_remote_error_quark ())
+GQuark vps_remote_error_quark (void);
+
+typedef enum
+{
+  VPS_REMOTE_ERROR_MAP,  /* a map file does not load: "FILE:LINE: ..." */
+  VPS_REMOTE_ERROR_MODE, /* relay_auth_file is accessible by group or others */
+} VpsRemoteError;
 
 typedef struct _VpsRemote VpsRemote;
 
@@ -66,5 +90,10 @@ void vps_remote_deliver (VpsRemote *remote, VpsConfig *cfg, const VpsEnvelope *e
  * is FALSE for a bracketed host.  FALSE on a malformed target. */
 gboolean vps_remote_parse_target (const char *target, char **host, guint16 *port,
                                   gboolean *mx_lookup);
+
+/* Load [delivery] tls_policy_map and relay_auth_file of cfg as delivery
+ * would: for --check and start-up, so that a bad file is refused with
+ * FILE:LINE before any message waits on it. */
+gboolean vps_remote_check_config (VpsConfig *cfg, GError **error);
 
 G_END_DECLS

@@ -16,6 +16,7 @@
  * the message is due again at once after the restart.
  */
 #include "mta/delivery.h"
+#include "mta/delivery-postq.h"
 #include "mta/delivery-remote.h"
 
 #include <string.h>
@@ -137,6 +138,7 @@ typedef struct
   VpsTxn *txn;
   gboolean hold;
   gboolean quarantined;
+  gboolean postq_defer; /* postq deferred the message: no delivery this pass */
 } Job;
 
 static void
@@ -437,7 +439,7 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
   g_autoptr (VpsConfig) cfg = vps_daemon_get_config (delivery->daemon);
   g_autofree char *default_target = NULL;
   VpsRouteKind default_kind;
-  gboolean has_rules;
+  gboolean has_rules, has_postq;
   g_autoptr (GPtrArray) remote = g_ptr_array_new_with_free_func (remote_rcpt_free);
   g_autofree gboolean *failed_before = NULL;
   gboolean interrupted;
@@ -467,14 +469,30 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
     }
   job.engine = vps_daemon_get_engine (delivery->daemon);
   has_rules = rules_program_n_rules (vps_engine_get_program (job.engine), RULES_STAGE_DELIVERY) > 0;
-  if (has_rules)
+  has_postq = !job.env->postq
+              && rules_program_n_rules (vps_engine_get_program (job.engine), RULES_STAGE_POSTQ) > 0;
+  if (has_rules || has_postq)
     prepare_stage (&job);
   failed_before = g_new0 (gboolean, job.env->rcpts->len);
   for (guint i = 0; i < job.env->rcpts->len; i++)
     failed_before[i]
         = ((VpsQueueRcpt *)g_ptr_array_index (job.env->rcpts, i))->state == VPS_RCPT_FAILED;
+  if (has_postq)
+    {
+      switch (vps_postq_run (delivery->queue, job.engine, job.session, job.txn, job.env, &job.raw))
+        {
+          case VPS_POSTQ_GONE:
+            goto out; /* discarded or quarantined */
+          case VPS_POSTQ_DEFERRED:
+            job.postq_defer = TRUE;
+            break;
+          case VPS_POSTQ_CONTINUE:
+          default:
+            break;
+        }
+    }
 
-  for (guint i = 0; i < job.env->rcpts->len; i++)
+  for (guint i = 0; i < job.env->rcpts->len && !job.postq_defer; i++)
     {
       VpsQueueRcpt *r = g_ptr_array_index (job.env->rcpts, i);
       VpsRouteKind kind = default_kind;
@@ -693,4 +711,14 @@ vps_delivery_free (VpsDelivery *delivery)
   g_mutex_clear (&delivery->lock);
   vps_queue_unref (delivery->queue);
   g_free (delivery);
+}
+
+/* On the caller's thread (vsmtpd's main loop, SIGUSR1): the scan only
+ * lists incoming/ and hands ids to the pool, so it does not hold the loop
+ * up for long; the periodic scanner keeps its own schedule. */
+void
+vps_delivery_scan_now (VpsDelivery *delivery)
+{
+  g_return_if_fail (delivery != NULL);
+  scan (delivery);
 }

@@ -56,6 +56,9 @@ void vps_delivery_submit (VpsDelivery *delivery, const char *id);
 /* The same with its envelope as committed (taken over), so the delivery
  * does not read back and parse what was just written. */
 void vps_delivery_submit_envelope (VpsDelivery *delivery, const char *id, VpsEnvelope *env);
+/* Offer every queued message again now, as the periodic scan does (due
+ * ones are delivered; `vpsctl queue flush|retry` made them due): SIGUSR1. */
+void vps_delivery_scan_now (VpsDelivery *delivery);
 /* Wait for deliveries in flight, then stop. */
 void vps_delivery_free (VpsDelivery *delivery);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VpsDelivery, vps_delivery_free)

@@ -647,3 +647,105 @@ vps_queue_update_envelope (VpsQueue *q, const VpsEnvelope *env, GError **error)
     return vps_queue_errno_error (error, err, "rename to", dst);
   return vps_queue_fsync_dir (area_dir, error);
 }
+
+/* renameat2 (RENAME_EXCHANGE), or a rename where the file system has no
+ * exchange but the destination exists: 0 or an errno (ENOENT: gone). */
+static int
+exchange (const char *from, const char *to)
+{
+  int err = 0;
+
+  if (renameat2 (AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE) != 0)
+    {
+      err = errno;
+      if ((err == EINVAL || err == ENOSYS) && access (to, F_OK) == 0)
+        err = rename (from, to) == 0 ? 0 : errno;
+      else if (err == EINVAL || err == ENOSYS)
+        err = ENOENT;
+    }
+  return err;
+}
+
+static gboolean
+exchange_error (GError **error, int err, const char *id, const char *path)
+{
+  if (err == ENOENT)
+    {
+      g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND, "%s: not in the queue", id);
+      return FALSE;
+    }
+  return vps_queue_errno_error (error, err, "rename to", path);
+}
+
+/* The message and its envelope both change (postq's header edits), and the
+ * envelope's "size" must match the message or recovery sets them aside:
+ * both new files are written and fsynced in tmp/ first, then renamed over
+ * the old ones, message first, and incoming/ fsynced once.  A crash
+ * between the two renames leaves a size that does not match: recovery
+ * moves the pair to corrupt/ (logged, kept for the admin): never a loss,
+ * and a window of two renames. */
+gboolean
+vps_queue_rewrite_message (VpsQueue *q, VpsEnvelope *env, GBytes *content, GError **error)
+{
+  g_autofree char *tmp_eml = NULL;
+  g_autofree char *tmp_json = NULL;
+  g_autofree char *dst_eml = NULL;
+  g_autofree char *dst_json = NULL;
+  g_autofree char *area_dir = NULL;
+  g_autofree char *data = NULL;
+  VpsQueueArea area;
+  gsize len, msg_len;
+  const char *msg = g_bytes_get_data (content, &msg_len);
+  guint64 old_size = env->size;
+  int err;
+
+  if (!vps_queue_locate (q, env->id, &area, error))
+    return FALSE;
+  if (area != VPS_QUEUE_INCOMING)
+    {
+      /* held meanwhile (vpsctl): left alone, like an envelope update */
+      g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND, "%s: not in incoming/",
+                   env->id);
+      return FALSE;
+    }
+  env->size = msg_len;
+  data = envelope_data (env, &len, error);
+  if (data == NULL)
+    {
+      env->size = old_size;
+      return FALSE;
+    }
+  tmp_eml = vps_queue_path (q, "tmp", env->id, ".eml");
+  tmp_json = vps_queue_path (q, "tmp", env->id, ".json");
+  dst_eml = vps_queue_path (q, "incoming", env->id, ".eml");
+  dst_json = vps_queue_path (q, "incoming", env->id, ".json");
+  area_dir = vps_queue_path (q, "incoming", NULL, NULL);
+  if (!write_file_synced (tmp_eml, msg ? msg : "", msg_len, error))
+    {
+      unlink (tmp_eml);
+      env->size = old_size;
+      return FALSE;
+    }
+  if (!write_file_synced (tmp_json, data, len, error))
+    {
+      unlink (tmp_eml);
+      unlink (tmp_json);
+      env->size = old_size;
+      return FALSE;
+    }
+  /* exchanges, as in vps_queue_update_envelope: a message vpsctl removed
+   * or held since the check above is not brought back into incoming/ */
+  err = exchange (tmp_eml, dst_eml);
+  unlink (tmp_eml); /* the old message after an exchange */
+  if (err != 0)
+    {
+      unlink (tmp_json);
+      env->size = old_size;
+      return exchange_error (error, err, env->id, dst_eml);
+    }
+  err = exchange (tmp_json, dst_json);
+  unlink (tmp_json);
+  if (err != 0)
+    return exchange_error (error, err, env->id, dst_json);
+  return vps_queue_fsync_dir (area_dir, error);
+}

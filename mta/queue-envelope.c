@@ -249,6 +249,7 @@ vps_envelope_to_json (const VpsEnvelope *env)
   json_object_set_object_member (o, "client", client);
   json_object_set_int_member (o, "attempts", env->attempts);
   set_time_or_null (o, "next_attempt", env->next_attempt);
+  json_object_set_boolean_member (o, "postq", env->postq);
   for (guint i = 0; i < env->rcpts->len; i++)
     json_array_add_object_element (rcpts, rcpt_to_json (g_ptr_array_index (env->rcpts, i)));
   json_object_set_array_member (o, "recipients", rcpts);
@@ -477,9 +478,9 @@ static gboolean
 envelope_fill (JsonObject *o, VpsEnvelope *env, GError **error)
 {
   static const char *const known[]
-      = { "id",       "sender",       "ret",        "envid",   "body",
-          "smtputf8", "size",         "received",   "session", "client",
-          "attempts", "next_attempt", "recipients", "report",  NULL };
+      = { "id",    "sender",     "ret",     "envid",  "body",     "smtputf8",
+          "size",  "received",   "session", "client", "attempts", "next_attempt",
+          "postq", "recipients", "report",  NULL };
   const char *what = "envelope";
   JsonNode *n;
   JsonArray *rcpts;
@@ -511,6 +512,14 @@ envelope_fill (JsonObject *o, VpsEnvelope *env, GError **error)
       if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
         return corrupt (error, "envelope: \"smtputf8\" is not a boolean");
       env->smtputf8 = json_node_get_boolean (n);
+    }
+  /* absent in envelopes written before the postq stage: not run yet */
+  n = json_object_get_member (o, "postq");
+  if (n != NULL && !JSON_NODE_HOLDS_NULL (n))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+        return corrupt (error, "envelope: \"postq\" is not a boolean");
+      env->postq = json_node_get_boolean (n);
     }
 
   n = json_object_get_member (o, "recipients");
@@ -579,6 +588,7 @@ vps_envelope_check (const VpsEnvelope *env, GError **error)
     return corrupt (error, "envelope: unknown \"ret\" value");
   if (env->body != NULL && !g_strv_contains (body_names, env->body))
     return corrupt (error, "envelope: unknown \"body\" value");
+  /* "postq" (and "smtputf8") are booleans: any value is written as one, nothing to refuse */
   if (env->size > G_MAXINT64 || env->received < 0 || env->next_attempt < 0)
     return corrupt (error, "envelope: a number out of range");
   if (env->rcpts == NULL || env->rcpts->len == 0)

@@ -14,6 +14,10 @@
 #include "mta/queue-private.h"
 #include "vps/log.h"
 
+/* A held spool lock is retried this often, this far apart, at open */
+#define QUEUE_LOCK_ATTEMPTS 20
+#define QUEUE_LOCK_RETRY_US (10 * 1000)
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -469,12 +473,33 @@ static gboolean
 take_lock (VpsQueue *q, GError **error)
 {
   g_autofree char *path = vps_queue_path (q, "lock", NULL, NULL);
+  int locked = -1;
 
   q->lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, VPS_QUEUE_FILE_MODE);
   if (q->lock_fd < 0)
     return vps_queue_errno_error (error, errno, "open", path);
-  if (flock (q->lock_fd, LOCK_EX | LOCK_NB) == 0)
-    return TRUE;
+  /* `vpsctl queue flush` probes the lock with a shared flock for an
+   * instant: a start that falls into that instant tries again for a
+   * moment instead of reporting the spool busy. */
+  for (int attempt = 0; attempt < QUEUE_LOCK_ATTEMPTS; attempt++)
+    {
+      locked = flock (q->lock_fd, LOCK_EX | LOCK_NB);
+      if (locked == 0 || errno != EWOULDBLOCK)
+        break;
+      g_usleep (QUEUE_LOCK_RETRY_US);
+    }
+  if (locked == 0)
+    {
+      /* the owner's pid, for `vpsctl queue flush` to signal (SIGUSR1);
+       * only ever read while the lock is held, so a failed write costs a
+       * wake-up, not the start */
+      char pid[32];
+      int len = g_snprintf (pid, sizeof pid, "%ld\n", (long)getpid ());
+
+      if (ftruncate (q->lock_fd, 0) != 0 || pwrite (q->lock_fd, pid, (size_t)len, 0) != len)
+        vps_warning (NULL, "queue: cannot write the pid into %s: %s", path, g_strerror (errno));
+      return TRUE;
+    }
   if (errno == EWOULDBLOCK)
     g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_LOCKED,
                  "%s: the spool is in use by another process", q->dir);

@@ -10,7 +10,8 @@
  *   corrupt/    what recovery could not read, moved aside and logged
  *   dead/       what could be neither delivered nor bounced (vps_queue_bury);
  *               kept for the admin, never retried
- *   lock        flock()ed by the one process that owns the spool
+ *   lock        flock()ed by the one process that owns the spool, which writes
+ *               its pid there (`vpsctl queue flush` signals it, SIGUSR1)
  *
  * Durability (TESTING.md, "Durability"): a commit writes the envelope to
  * tmp/, fsyncs the message and the envelope, renames the message and then
@@ -113,6 +114,7 @@ typedef struct
   char *tls;           /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
   guint attempts;      /* delivery attempts so far */
   gint64 next_attempt; /* unix time (µs), 0 = now */
+  gboolean postq;      /* the postq stage ran and let the message through */
   GPtrArray *rcpts;    /* VpsQueueRcpt*, owned */
   JsonObject *report;  /* the engine's verdicts (vps/report.h), or NULL; owned ref */
 } VpsEnvelope;
@@ -128,8 +130,9 @@ gboolean vps_envelope_done (const VpsEnvelope *env);
 /* The JSON form (the queue file, `vpsctl queue show --format json`):
  * {"id", "sender", "ret", "envid", "body", "smtputf8", "size", "received"
  *  (RFC 3339), "session", "client": {"ip","ptr","helo","auth_user","tls"},
- *  "attempts", "next_attempt", "recipients": [{"address","orcpt","notify":
- *  ["success",...],"state","result","updated"}], "report": {...}}.
+ *  "attempts", "next_attempt", "postq" (boolean: the postq stage passed),
+ *  "recipients": [{"address","orcpt","notify": ["success",...],"state",
+ *  "result","updated"}], "report": {...}}.
  * Every member is written, in this order; NULL strings and a NULL report
  * are null.  Times ("received", "next_attempt", "updated") are RFC 3339 UTC
  * with microseconds, "2026-11-28T21:40:00.123456Z"; a time of 0 ("now",
@@ -241,6 +244,14 @@ GBytes *vps_queue_load_message (VpsQueue *q, const char *id, GError **error);
  * one atomic exchange: a message held or removed meanwhile (vpsctl) is
  * not brought back but fails with VPS_QUEUE_ERROR_NOT_FOUND. */
 gboolean vps_queue_update_envelope (VpsQueue *q, const VpsEnvelope *env, GError **error);
+/* Replace a message in incoming/ and its envelope (env->size is set to
+ * the new content's length) durably: both written to tmp/ and fsynced,
+ * renamed over ID.eml then ID.json, incoming/ fsynced (the postq stage's
+ * header edits).  A message not in incoming/ (held or removed meanwhile)
+ * → VPS_QUEUE_ERROR_NOT_FOUND, nothing changed.  A crash between the two
+ * renames leaves a size that does not match: recovery moves the pair to
+ * corrupt/ (kept, logged), never a loss. */
+gboolean vps_queue_rewrite_message (VpsQueue *q, VpsEnvelope *env, GBytes *content, GError **error);
 /* Delivered to every recipient (or deleted by the admin): remove the
  * envelope first (the commit point), then the message.  No directory
  * fsync: a crash soon after may bring the message back (delivered again,

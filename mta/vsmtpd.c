@@ -12,20 +12,39 @@
  * [vsmtpd] accept on the worker threads, the delivery threads deliver what
  * is queued; SIGHUP reloads config and rules, SIGTERM/SIGINT stop
  * accepting, let transactions finish (up to [vpsd] drain_timeout) and let
- * running deliveries finish.
+ * running deliveries finish; SIGUSR1 rescans the queue at once (`vpsctl
+ * queue flush|retry` sends it to the pid in the spool's lock file).
  */
+#include <glib-unix.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "connectors/connectors.h"
+#include "mta/delivery-remote.h"
 #include "mta/delivery.h"
 #include "mta/queue.h"
 #include "mta/remote-policy.h"
 #include "mta/smtp-server.h"
 #include "vps/daemon.h"
 #include "vps/log.h"
+
+/* SIGUSR1 (main loop): `delivery` is NULL until it exists, as the signal
+ * is caught from before the spool's lock (and pid) is taken — its default
+ * action would end the daemon. */
+static gboolean
+on_sigusr1 (gpointer data)
+{
+  VpsDelivery **delivery = data;
+
+  if (*delivery != NULL)
+    {
+      vps_info (NULL, "SIGUSR1: scanning the queue");
+      vps_delivery_scan_now (*delivery);
+    }
+  return G_SOURCE_CONTINUE;
+}
 
 int
 main (int argc, char **argv)
@@ -37,6 +56,7 @@ main (int argc, char **argv)
   g_autoptr (VpsQueue) queue = NULL;
   g_autoptr (VpsDelivery) delivery = NULL;
   g_autoptr (VpsSmtpServer) server = NULL;
+  guint usr1;
   int rc;
 
   setlocale (LC_ALL, "");
@@ -68,7 +88,7 @@ main (int argc, char **argv)
       probe = vps_smtp_server_new (daemon, NULL, NULL);
       if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"), &kind,
                                      &target, &error)
-          || !vps_smtp_server_prepare (probe, &error))
+          || !vps_remote_check_config (cfg, &error) || !vps_smtp_server_prepare (probe, &error))
         {
           fprintf (stderr, "vsmtpd: %s\n", error->message);
           return 1;
@@ -76,13 +96,16 @@ main (int argc, char **argv)
       printf ("vsmtpd: %s: OK\n", options.config_path);
       return 0;
     }
+  usr1 = g_unix_signal_add (SIGUSR1, on_sigusr1, &delivery);
   queue = vps_queue_open (vps_config_get_path_value (cfg, "queue", "dir"), TRUE, &error);
   if (queue == NULL)
     {
       fprintf (stderr, "vsmtpd: queue: %s\n", error->message);
       return 1;
     }
-  delivery = vps_delivery_new (daemon, queue, &error);
+  /* the map files are read again at each delivery; a bad one refuses the start */
+  if (vps_remote_check_config (cfg, &error))
+    delivery = vps_delivery_new (daemon, queue, &error);
   if (delivery == NULL)
     {
       fprintf (stderr, "vsmtpd: %s\n", error->message);
@@ -98,6 +121,7 @@ main (int argc, char **argv)
     }
   vps_delivery_start (delivery);
   rc = vps_daemon_run (daemon);
+  g_source_remove (usr1);
   /* the workers are stopped: no session runs any more */
   g_clear_pointer (&server, vps_smtp_server_free);
   g_clear_pointer (&delivery, vps_delivery_free);

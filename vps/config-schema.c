@@ -28,6 +28,7 @@ static const char *const no_opinions[] = { "accept", "dunno", NULL };
 static const char *const accept_actions[] = { "ok", "dunno", NULL };
 static const char *const bare_newlines[] = { "reject", "normalize", NULL };
 static const char *const vrfy_modes[] = { "ambiguous", "disabled", NULL };
+static const char *const delivery_tls_policies[] = { "none", "may", "encrypt", "verify", NULL };
 static const char *const tls_versions[] = { "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL };
 static const char *const on_errors[]
     = { "continue", "accept", "reject", "tempfail", "discard", "quarantine", NULL };
@@ -200,6 +201,14 @@ static const VpsConfigKeyDef schema[] = {
     "when the delivery stage decides nothing: maildir:PATH, mbox:PATH, relay:[HOST]:PORT, mx or hold" },
   { "delivery", "smtp_port", VPS_CFG_INT, "25", 1, 65535, NULL,
     "port of MX hosts (MX records carry none): for tests and odd setups" },
+  { "delivery", "tls_policy", VPS_CFG_ENUM, "may", 0, 0, delivery_tls_policies,
+    "TLS for remote delivery unless tls_policy_map says otherwise: none, may, encrypt, verify" },
+  { "delivery", "tls_ca", VPS_CFG_PATH, NULL, 0, 0, NULL,
+    "CA bundle (PEM) for tls_policy verify; the system's store when unset" },
+  { "delivery", "tls_policy_map", VPS_CFG_PATH, NULL, 0, 0, NULL,
+    "file of lines DESTINATION POLICY (a domain, or [HOST]:PORT of a relay) overriding tls_policy" },
+  { "delivery", "relay_auth_file", VPS_CFG_PATH, NULL, 0, 0, NULL,
+    "file of lines [HOST]:PORT USER PASSWORD for AUTH to relays (over TLS only); mode 0600" },
 
   { "dns", "nameserver", VPS_CFG_NAMESERVER, NULL, 0, 0, NULL,
     "resolver to ask (IP or IP:PORT); the system resolver when unset" },

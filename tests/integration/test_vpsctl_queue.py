@@ -246,7 +246,146 @@ def test_no_spool():
     assert not os.path.exists(os.path.join(d, "nowhere"))  # nothing made
 
 
+def bury(spool, qid, msg, env):
+    """What vps_queue_bury leaves: the pair in dead/ (made on demand, as
+    an older spool may not have it)."""
+    os.makedirs(os.path.join(spool, "dead"), mode=0o700, exist_ok=True)
+    commit(spool, "dead", qid, msg, env)
+
+
+def test_dead():
+    spool, conf, envs = make_spool()
+    dead = dict(envs[ID2], recipients=[{"address": "carol@example.org", "orcpt": None,
+                                        "notify": [], "state": "failed",
+                                        "result": "550 5.1.1 no such user", "updated": None}])
+    os.unlink(os.path.join(spool, "incoming", ID2 + ".json"))
+    os.unlink(os.path.join(spool, "incoming", ID2 + ".eml"))
+    bury(spool, ID2, MSG2, dead)
+    got = json.loads(ok(conf, "list", "--dead", "--json"))
+    assert [(e["id"], e["area"]) for e in got] == [(ID2, "dead")], got
+    assert got[0]["recipients"] == [{"address": "carol@example.org", "state": "failed",
+                                     "result": "550 5.1.1 no such user"}], got
+    lines = ok(conf, "list", "--dead").decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(ID2 + " "), lines
+    assert lines[0].endswith("carol@example.org (failed)"), lines
+    assert ids(conf) == [ID1]  # not in incoming/'s listing
+    rc, _, err = ctl(conf, "list", "--dead", "--hold")
+    assert rc == 2, (rc, err)
+    # show finds it in dead/
+    assert ok(conf, "show", ID2) == MSG2
+    assert json.loads(ok(conf, "show", ID2, "--format", "json")) == dead
+    # a corrupt envelope in dead/ is reported like one in incoming/
+    id4 = "00064A1B2C3D4E04"
+    bury(spool, id4, MSG3, dict(envs[ID3], id=ID1))
+    rc, out, err = ctl(conf, "list", "--dead", "--json")
+    assert rc == 1 and [e["id"] for e in json.loads(out)] == [ID2], (rc, out, err)
+    assert id4 in err, err
+    # delete removes from dead/ (both files), then it is gone; incoming/ and
+    # hold/ come first (ID3 is held)
+    assert ok(conf, "delete", ID2, id4) == f"deleted {ID2}\ndeleted {id4}\n".encode()
+    assert os.listdir(os.path.join(spool, "dead")) == []
+    assert ids(conf, "--hold") == [ID3]
+    rc, out, err = ctl(conf, "show", ID2)
+    assert rc == 1 and "not in the queue" in err, (rc, out, err)
+    rc, out, err = ctl(conf, "delete", ID2)
+    assert rc == 1 and "not in the queue" in err, (rc, out, err)
+    assert ids(conf, "--dead") == []
+
+
+def due_later(spool, conf, envs, qid, area="incoming"):
+    env = dict(envs[qid], attempts=3, next_attempt="2099-01-01T00:00:00.000000Z")
+    path = os.path.join(spool, area, qid + ".eml")
+    with open(path, "rb") as f:
+        msg = f.read()
+    commit(spool, area, qid, msg, env)
+    return env
+
+
+def test_retry():
+    spool, conf, envs = make_spool()
+    env1 = due_later(spool, conf, envs, ID1)
+    env2 = due_later(spool, conf, envs, ID2)
+    rc, out, err = ctl(conf, "retry", ID1)
+    assert rc == 0, (rc, err)
+    # no vsmtpd holds the lock: said so, exit 0
+    assert out.decode() == f"due now {ID1}\nvsmtpd is not running: the next start delivers them\n", out
+    got = json.loads(ok(conf, "show", ID1, "--format", "json"))
+    # only next_attempt changed (the writer may add members of its own)
+    assert {k: got[k] for k in env1} == dict(env1, next_attempt=None), got
+    assert json.loads(ok(conf, "show", ID2, "--format", "json")) == env2
+    assert os.listdir(os.path.join(spool, "tmp")) == []
+    # a held message is not retried (release is for that); others still done
+    rc, out, err = ctl(conf, "retry", ID3, ID2)
+    assert rc == 1 and f"due now {ID2}" in out.decode() and "held" in err, (rc, out, err)
+    assert json.loads(ok(conf, "show", ID2, "--format", "json"))["next_attempt"] is None
+    # unknown and bad ids
+    rc, out, err = ctl(conf, "retry", "00064A1B2C3D4EFF")
+    assert rc == 1 and "not in the queue" in err, (rc, out, err)
+    before = files(spool)
+    for cmd in (["retry"], ["retry", "../x"], ["retry", ID1, "../x"], ["flush", ID1]):
+        rc, out, err = ctl(conf, *cmd)
+        assert rc == 2 and out == b"", (cmd, rc, out, err)
+        assert files(spool) == before, cmd
+
+
+def test_flush():
+    spool, conf, envs = make_spool()
+    due_later(spool, conf, envs, ID1)
+    due_later(spool, conf, envs, ID2)
+    held = due_later(spool, conf, envs, ID3, area="hold")
+    rc, out, err = ctl(conf, "flush")
+    assert rc == 0, (rc, err)
+    assert out.decode().startswith("2 messages due now\n"), out
+    for qid in (ID1, ID2):
+        assert json.loads(ok(conf, "show", qid, "--format", "json"))["next_attempt"] is None
+    assert json.loads(ok(conf, "show", ID3, "--format", "json")) == held  # hold/ untouched
+    # again: nothing to change, still fine
+    assert ok(conf, "flush").decode().startswith("2 messages due now\n")
+
+
+def test_wake_pid_from_lock():
+    """A lock held by another process (flock, as vsmtpd holds it) with a
+    pid in it: SIGUSR1 goes to that pid; a pid that is not there is an
+    error (exit 1); no lock file or a lock nobody holds: not running."""
+    import fcntl, signal
+    spool, conf, envs = make_spool()
+    lock = os.path.join(spool, "lock")
+    # a child that waits for SIGUSR1 (and says so) while we hold the lock
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import signal,sys\n"
+                              "signal.signal(signal.SIGUSR1, lambda *a: (print('usr1', flush=True),"
+                              " sys.exit(0)))\n"
+                              "print('ready', flush=True)\nsignal.pause()\n"],
+                             stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{child.pid}\n".encode())
+        rc, out, err = ctl(conf, "flush")
+        assert rc == 0 and f"vsmtpd (pid {child.pid}) asked to scan" in out.decode(), (rc, out, err)
+        assert child.stdout.readline() == b"usr1\n"
+        assert child.wait(timeout=10) == 0
+        # held, but the pid is gone (or garbage): exit 1, said why
+        for content in (f"{child.pid}\n", "", "12ab\n", "1\n"):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, content.encode(), 0)
+            rc, out, err = ctl(conf, "retry", ID1)
+            assert rc == 1 and out.decode().startswith(f"due now {ID1}"), (content, rc, out, err)
+            assert "vpsctl: " in err, (content, err)
+        os.close(fd)  # the lock goes with it
+        rc, out, err = ctl(conf, "flush")
+        assert rc == 0 and "vsmtpd is not running" in out.decode(), (rc, out, err)
+        os.unlink(lock)
+        rc, out, err = ctl(conf, "flush")
+        assert rc == 0 and "vsmtpd is not running" in out.decode(), (rc, out, err)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 if __name__ == "__main__":
     run([test_list_text, test_list_json, test_show, test_hold_release, test_delete,
          test_unknown_id_others_done, test_bad_ids_refused, test_corrupt_envelope,
-         test_no_spool])
+         test_no_spool, test_dead, test_retry, test_flush, test_wake_pid_from_lock])

@@ -323,6 +323,42 @@ def test_kill9_during_delivery():
         s.stop()
 
 
+def test_flush_wakes_running_vsmtpd():
+    # retry_min 1 h and a 1 h scan: only `vpsctl queue flush` (next_attempt
+    # 0, then SIGUSR1 to the pid in the spool's lock) can bring it out now
+    s = sink(soft_reject=["RCPT"])
+    v = vsmtpd(s, run_interval="1h", retry_min="1h", retry_max="2h")
+    try:
+        with open(os.path.join(v.queue_dir, "lock")) as f:
+            assert f.read() == f"{v.pid}\n"  # written by the spool's owner
+        qid = send(v, ["bob@ok.test"], "flushed")
+        v.wait_log(rf"id={qid} delivery: .*to=<bob@ok\.test> deferred: .* said: 450", timeout=15)
+        env = wait_until(lambda: (e := v.envelope(qid))["attempts"] == 1 and e, what="recorded")
+        assert env["next_attempt"] and env["recipients"][0]["state"] == "deferred", env
+        port = s.port
+        s.stop()
+        s = P.SmtpSink(tmpdir(), port=port).start()
+        time.sleep(1.5)
+        assert s.messages() == [] and v.queue_ids() == [qid], "delivered before the flush"
+        rc, out, err = v.ctl("queue", "flush")
+        assert f"vsmtpd (pid {v.pid}) asked to scan the queue" in out, (out, err)
+        msgs = s.wait_messages(1, timeout=10)
+        assert msgs[0].rcpt_args == ["<bob@ok.test>"], msgs[0].rcpt_args
+        wait_until(lambda: v.queue_ids() == [], what="queue empty")
+        assert "SIGUSR1: scanning the queue" in v.log()
+        # retry of one id wakes it too; SIGUSR1 with nothing due is harmless
+        rc, out, err = v.ctl("queue", "retry", qid, ok=False)
+        assert rc == 1 and "not in the queue" in err, (rc, out, err)
+        assert v.alive()
+        v.stop()
+        # no vsmtpd: said so, exit 0
+        rc, out, err = v.ctl("queue", "flush")
+        assert "vsmtpd is not running" in out, (out, err)
+    finally:
+        v.stop()
+        s.stop()
+
+
 def cleanup():
     if _dns is not None and _dns.proc.poll() is None:
         _dns.proc.terminate()
@@ -333,6 +369,7 @@ if __name__ == "__main__":
         run([test_mx_and_relay_delivered, test_4xx_deferred_retried_then_delivered,
              test_5xx_bounced_to_sender, test_null_mx_and_nxdomain_bounce,
              test_no_bounce_to_null_sender, test_lifetime_expired_bounce,
-             test_unbounceable_goes_to_dead, test_kill9_during_delivery])
+             test_unbounceable_goes_to_dead, test_kill9_during_delivery,
+             test_flush_wakes_running_vsmtpd])
     finally:
         cleanup()

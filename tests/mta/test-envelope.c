@@ -6,9 +6,12 @@
  * table of edits to a valid file that must each be refused with
  * VPS_QUEUE_ERROR_CORRUPT, and one of raw texts json-glib alone would
  * accept (several values, duplicate members, escaped NUL, over the limit).
+ * Also vps_queue_rewrite_message (the postq stage's edits): the new
+ * message and its envelope (new size, "postq") survive a reopen.
  */
 #include "mta/queue.h"
 #include "proto/smtp/smtp.h"
+#include "tests/mta/queue-test-util.h"
 
 #include <string.h>
 
@@ -40,6 +43,7 @@ full_envelope (void)
   env->auth_user = g_strdup ("jörg");
   env->tls = g_strdup ("TLSv1.3 TLS_AES_256_GCM_SHA384");
   env->attempts = 3;
+  env->postq = TRUE;
   env->next_attempt = T_RECEIVED + 900 * G_USEC_PER_SEC;
   vps_envelope_add_rcpt (env, "ελένη@παράδειγμα.ελ", "utf-8;ελένη@παράδειγμα.ελ",
                          SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
@@ -78,6 +82,7 @@ assert_envelopes_equal (const VpsEnvelope *a, const VpsEnvelope *b)
   g_assert_cmpstr (a->auth_user, ==, b->auth_user);
   g_assert_cmpstr (a->tls, ==, b->tls);
   g_assert_cmpuint (a->attempts, ==, b->attempts);
+  g_assert_cmpint (a->postq, ==, b->postq);
   g_assert_cmpint (a->next_attempt, ==, b->next_attempt);
   g_assert_cmpuint (a->rcpts->len, ==, b->rcpts->len);
   for (guint i = 0; i < a->rcpts->len; i++)
@@ -140,6 +145,7 @@ test_format (void)
                    "\"smtputf8\":false,\"size\":0,\"received\":\"2025-11-28T21:40:00.123456Z\","
                    "\"session\":null,\"client\":{\"ip\":null,\"ptr\":null,\"helo\":null,"
                    "\"auth_user\":null,\"tls\":null},\"attempts\":0,\"next_attempt\":null,"
+                   "\"postq\":false,"
                    "\"recipients\":[{\"address\":\"bob@example.org\","
                    "\"orcpt\":\"rfc822;bob@example.org\",\"notify\":[\"failure\",\"delay\"],"
                    "\"state\":\"pending\",\"result\":null,"
@@ -162,6 +168,7 @@ test_minimal (void)
   g_assert_null (env->client_ip);
   g_assert_cmpint (env->received, ==, 0);
   g_assert_null (env->report);
+  g_assert_false (env->postq); /* an envelope from before the postq stage */
   g_assert_cmpuint (env->rcpts->len, ==, 1);
   r = g_ptr_array_index (env->rcpts, 0);
   g_assert_cmpint (r->state, ==, VPS_RCPT_PENDING);
@@ -283,6 +290,8 @@ static const struct
   { "received-empty-fraction", "received", "\"2025-11-28T21:40:00.Z\"" },
   { "received-leap-second", "received", "\"2025-12-31T23:59:60Z\"" },
   { "next-attempt-garbage", "next_attempt", "\"soon\"" },
+  { "postq-string", "postq", "\"true\"" },
+  { "postq-number", "postq", "1" },
   { "session-cr", "session", "\"S1\\r\"" },
   { "client-array", "client", "[]" },
   { "client-ip-number", "client.ip", "127" },
@@ -521,6 +530,11 @@ edit_sender_cr (VpsEnvelope *env)
   env->sender = g_strdup ("a\r@b");
 }
 static void
+edit_postq (VpsEnvelope *env)
+{
+  env->postq = !env->postq;
+}
+static void
 edit_sender_null (VpsEnvelope *env)
 {
   g_clear_pointer (&env->sender, g_free);
@@ -618,6 +632,7 @@ test_check_agrees (void)
     { "none", edit_none },
     { "sender-cr", edit_sender_cr },
     { "sender-null", edit_sender_null },
+    { "postq", edit_postq },
     { "sender-empty", edit_sender_empty },
     { "envid-lf", edit_envid_lf },
     { "helo-del", edit_helo_del },
@@ -666,6 +681,77 @@ test_check_agrees (void)
     }
 }
 
+/* ---- rewriting a queued message (postq) -------------------------------------- */
+
+static void
+test_rewrite (Fixture *f, gconstpointer data)
+{
+  g_autoptr (GBytes) msg = make_message (300, 3);
+  g_autofree char *id = queue_message (f->q, msg);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VpsEnvelope) env = vps_queue_load_envelope (f->q, id, &error);
+  g_autoptr (VpsEnvelope) back = NULL;
+  g_autoptr (GBytes) edited = g_bytes_new_static ("X-Postq: yes\r\n\r\nbody\r\n", 23);
+  g_autoptr (GBytes) got = NULL;
+  g_autofree char *tmp = NULL;
+  g_autofree char *corrupt_area = NULL;
+
+  g_assert_no_error (error);
+  g_assert_false (env->postq);
+  env->postq = TRUE;
+  g_assert_true (vps_queue_rewrite_message (f->q, env, edited, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (env->size, ==, 23);
+  /* a restart runs recovery: the size must match, nothing set aside */
+  reopen (f);
+  back = vps_queue_load_envelope (f->q, id, &error);
+  g_assert_no_error (error);
+  g_assert_true (back->postq);
+  g_assert_cmpuint (back->size, ==, 23);
+  got = vps_queue_load_message (f->q, id, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_bytes_equal (got, edited));
+  tmp = listing (f, "tmp");
+  g_assert_cmpstr (tmp, ==, "");
+  corrupt_area = listing (f, "corrupt");
+  g_assert_cmpstr (corrupt_area, ==, "");
+
+  /* held meanwhile: left alone, NOT_FOUND */
+  g_assert_true (vps_queue_hold (f->q, id, &error));
+  g_assert_false (vps_queue_rewrite_message (f->q, back, msg, &error));
+  g_assert_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+  g_clear_pointer (&got, g_bytes_unref);
+  g_assert_true (vps_queue_release (f->q, id, &error));
+  got = vps_queue_load_message (f->q, id, &error);
+  g_assert_true (g_bytes_equal (got, edited));
+
+  /* removed meanwhile */
+  g_assert_true (vps_queue_remove (f->q, id, &error));
+  g_assert_false (vps_queue_rewrite_message (f->q, back, msg, &error));
+  g_assert_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+
+  /* an envelope the reader would refuse: nothing written, size untouched */
+  {
+    g_autofree char *id2 = queue_message (f->q, msg);
+    g_autoptr (VpsEnvelope) env2 = vps_queue_load_envelope (f->q, id2, &error);
+    g_autoptr (GBytes) still = NULL;
+
+    g_free (env2->sender);
+    env2->sender = g_strdup ("a@b\r\nDATA");
+    g_assert_false (vps_queue_rewrite_message (f->q, env2, edited, &error));
+    g_assert_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT);
+    g_clear_error (&error);
+    g_assert_cmpuint (env2->size, ==, 300);
+    still = vps_queue_load_message (f->q, id2, &error);
+    g_assert_true (g_bytes_equal (still, msg));
+    g_clear_pointer (&tmp, g_free);
+    tmp = listing (f, "tmp");
+    g_assert_cmpstr (tmp, ==, "");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -682,5 +768,6 @@ main (int argc, char **argv)
   g_test_add_func ("/mta/envelope/reject/too-large", test_too_large);
   g_test_add_func ("/mta/envelope/parse-data", test_parse_data);
   g_test_add_func ("/mta/envelope/check-agrees", test_check_agrees);
+  g_test_add ("/mta/queue/rewrite", Fixture, NULL, fixture_setup, test_rewrite, fixture_teardown);
   return g_test_run ();
 }

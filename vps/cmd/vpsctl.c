@@ -11,9 +11,10 @@
  *   vpsctl [-c FILE] [--server HOST:PORT] quarantine delete ID
  *   vpsctl [-c FILE] [--server HOST:PORT] quarantine release ID
  *   vpsctl [-c FILE] [--server HOST:PORT] reload | stats [--json]
- *   vpsctl [-c FILE] queue list [--hold] [--json]
+ *   vpsctl [-c FILE] queue list [--hold|--dead] [--json]
  *   vpsctl [-c FILE] queue show ID [--format raw|json]
- *   vpsctl [-c FILE] queue delete|hold|release ID...
+ *   vpsctl [-c FILE] queue delete|hold|release|retry ID...
+ *   vpsctl [-c FILE] queue flush
  *
  * check-rules, explain and run work offline, without a daemon: they read
  * the same configuration vpsd reads (-c; without it the built-in defaults,
@@ -571,12 +572,14 @@ static const char help_text[]
       "  quarantine delete ID         offline; online with --server\n"
       "  quarantine release ID        send it over SMTP to [quarantine] release_to\n"
       "                               (offline; by vpsd with --server)\n"
-      "  queue list [--hold] [--json]\n"
+      "  queue list [--hold|--dead] [--json]\n"
       "                               vsmtpd's spool ([queue] dir), oldest first\n"
       "  queue show ID [--format raw|json]\n"
       "  queue delete ID...           remove queued messages\n"
       "  queue hold ID...             put aside: not delivered until released\n"
       "  queue release ID...          give held messages back to delivery\n"
+      "  queue retry ID...            make messages due now (and wake vsmtpd)\n"
+      "  queue flush                  make every queued message due now\n"
       "  reload                       online: vpsd reloads configuration and rules\n"
       "  stats [--json]               online: vpsd's counters\n"
       "\n"
