@@ -720,3 +720,23 @@ vps_envelope_from_data (const char *data, gsize length, GError **error)
     return NULL;
   return vps_envelope_from_json (json_node_get_object (root), error);
 }
+
+VpsEnvelope *
+vps_envelope_from_file_data (const char *id, GBytes *data, GError **error)
+{
+  g_autoptr (VpsEnvelope) env
+      = vps_envelope_from_data (g_bytes_get_data (data, NULL), g_bytes_get_size (data), error);
+
+  if (env == NULL)
+    {
+      g_prefix_error (error, "%s: ", id);
+      return NULL;
+    }
+  if (strcmp (env->id, id) != 0)
+    {
+      g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT, "%s: envelope of %s", id,
+                   env->id);
+      return NULL;
+    }
+  return g_steal_pointer (&env);
+}

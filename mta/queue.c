@@ -694,23 +694,8 @@ VpsEnvelope *
 vps_queue_load_envelope (VpsQueue *q, const char *id, GError **error)
 {
   g_autoptr (GBytes) data = vps_queue_load_envelope_data (q, id, error);
-  g_autoptr (VpsEnvelope) env = NULL;
 
-  if (data == NULL)
-    return NULL;
-  env = vps_envelope_from_data (g_bytes_get_data (data, NULL), g_bytes_get_size (data), error);
-  if (env == NULL)
-    {
-      g_prefix_error (error, "%s: ", id);
-      return NULL;
-    }
-  if (strcmp (env->id, id) != 0)
-    {
-      g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT, "%s: envelope of %s", id,
-                   env->id);
-      return NULL;
-    }
-  return g_steal_pointer (&env);
+  return data != NULL ? vps_envelope_from_file_data (id, data, error) : NULL;
 }
 
 GBytes *

@@ -156,6 +156,9 @@ char *vps_envelope_to_data (const VpsEnvelope *env, gboolean pretty, gsize *leng
  * (which json-glib would silently cut a string at) → VPS_QUEUE_ERROR_CORRUPT,
  * then vps_envelope_from_json(). */
 VpsEnvelope *vps_envelope_from_data (const char *data, gsize length, GError **error);
+/* The envelope file of queue id `id`: vps_envelope_from_data(), errors
+ * prefixed with the id, and an envelope naming another id refused. */
+VpsEnvelope *vps_envelope_from_file_data (const char *id, GBytes *data, GError **error);
 /* The same checks without the envelope schema: the stored object as is
  * (`vpsctl queue show --format json`). */
 JsonNode *vps_envelope_parse_data (const char *data, gsize length, GError **error);

@@ -127,23 +127,8 @@ static VpsEnvelope *
 load_dead_envelope (VpsQueue *q, const char *id, GError **error)
 {
   g_autoptr (GBytes) data = load_dead (q, id, ".json", VPS_QUEUE_MAX_ENVELOPE, error);
-  g_autoptr (VpsEnvelope) env = NULL;
 
-  if (data == NULL)
-    return NULL;
-  env = vps_envelope_from_data (g_bytes_get_data (data, NULL), g_bytes_get_size (data), error);
-  if (env == NULL)
-    {
-      g_prefix_error (error, "%s: ", id);
-      return NULL;
-    }
-  if (strcmp (env->id, id) != 0)
-    {
-      g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT, "%s: envelope of %s", id,
-                   env->id);
-      return NULL;
-    }
-  return g_steal_pointer (&env);
+  return data != NULL ? vps_envelope_from_file_data (id, data, error) : NULL;
 }
 
 /* The envelope first (it says the message is there), then the message. */
