@@ -70,4 +70,14 @@ gboolean vps_queue_commit_stop (VpsQueue *q);
  * next one.  Held and released on the same thread. */
 void vps_queue_commit_hold (VpsQueue *q, gboolean hold);
 
+/* Shared by queue.c and queue-recover.c. */
+#define VPS_QUEUE_N_SPOOL_DIRS 5
+extern const char *const vps_queue_spool_dirs[VPS_QUEUE_N_SPOOL_DIRS]; /* every area, tmp/ first */
+gint vps_queue_compare_names (gconstpointer a, gconstpointer b);
+GBytes *vps_queue_read_bounded (const char *path, gsize max, GError **error);
+GPtrArray *vps_queue_list_names (const char *path, GError **error);
+void vps_queue_raise_id_floor (gint64 seen);
+gboolean vps_queue_split_name (const char *name, char *id, gboolean *is_json);
+gboolean vps_queue_recover (VpsQueue *q, GError **error);
+
 G_END_DECLS

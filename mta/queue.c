@@ -113,8 +113,8 @@ exists (const char *path)
 }
 
 /* A file of at most `max` bytes, whole. */
-static GBytes *
-read_bounded (const char *path, gsize max, GError **error)
+GBytes *
+vps_queue_read_bounded (const char *path, gsize max, GError **error)
 {
   int fd = open (path, O_RDONLY | O_CLOEXEC);
   g_autoptr (GByteArray) buf = NULL;
@@ -171,15 +171,15 @@ read_bounded (const char *path, gsize max, GError **error)
   return g_byte_array_free_to_bytes (g_steal_pointer (&buf));
 }
 
-static gint
-compare_names (gconstpointer a, gconstpointer b)
+gint
+vps_queue_compare_names (gconstpointer a, gconstpointer b)
 {
   return strcmp (*(char *const *)a, *(char *const *)b);
 }
 
 /* Directory entries, sorted (ids sort by time). */
-static GPtrArray *
-list_names (const char *path, GError **error)
+GPtrArray *
+vps_queue_list_names (const char *path, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
   g_autoptr (GDir) dir = g_dir_open (path, 0, &local_error);
@@ -195,7 +195,7 @@ list_names (const char *path, GError **error)
   names = g_ptr_array_new_with_free_func (g_free);
   while ((name = g_dir_read_name (dir)) != NULL)
     g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_sort (names, vps_queue_compare_names);
   return names;
 }
 
@@ -221,8 +221,8 @@ next_id_value (void)
 /* Ids found in the spool.  Absurd ones (a hand-made file near 2^63) are
  * ignored so that last + 1 cannot overflow; a collision with such a file
  * is still refused by the commit's RENAME_NOREPLACE. */
-static void
-raise_id_floor (gint64 seen)
+void
+vps_queue_raise_id_floor (gint64 seen)
 {
   gint64 last = __atomic_load_n (&last_id, __ATOMIC_RELAXED);
 
@@ -262,8 +262,8 @@ check_id (const char *id, GError **error)
 }
 
 /* "ID.eml" / "ID.json" → the id (in `id`, VPS_QUEUE_ID_LEN + 1 bytes). */
-static gboolean
-split_name (const char *name, char *id, gboolean *is_json)
+gboolean
+vps_queue_split_name (const char *name, char *id, gboolean *is_json)
 {
   const char *ext = name + MIN (strlen (name), VPS_QUEUE_ID_LEN);
 
@@ -285,172 +285,8 @@ vps_queue_area_name (VpsQueueArea area)
   return area_dirs[area];
 }
 
-/* ---- recovery ------------------------------------------------------------------ */
-
-static void
-recover_tmp (VpsQueue *q, GPtrArray *names)
-{
-  for (guint i = 0; i < names->len; i++)
-    {
-      const char *name = g_ptr_array_index (names, i);
-      g_autofree char *path = vps_queue_path (q, "tmp", name, NULL);
-      g_autofree char *id = g_strndup (name, VPS_QUEUE_ID_LEN);
-      const char *log_id = vps_queue_valid_id (id) ? id : NULL;
-
-      if (unlink (path) == 0)
-        vps_notice (log_id, "queue: %s: removed tmp/%s: incomplete message", log_id ? log_id : "-",
-                    name);
-      else
-        vps_warning (log_id, "queue: %s: cannot remove tmp/%s: %s", log_id ? log_id : "-", name,
-                     g_strerror (errno));
-    }
-}
-
-static void
-move_to_corrupt (VpsQueue *q, const char *area, const char *id, const char *ext, const char *reason)
-{
-  g_autofree char *from = vps_queue_path (q, area, id, ext);
-  g_autofree char *to = vps_queue_path (q, "corrupt", id, ext);
-
-  if (rename (from, to) == 0)
-    vps_warning (id, "queue: %s: moved to corrupt/: %s (%s/%s%s)", id, reason, area, id, ext);
-  else
-    vps_warning (id, "queue: %s: cannot move %s/%s%s to corrupt/ (%s): %s", id, area, id, ext,
-                 reason, g_strerror (errno));
-}
-
-/* Both files are there: does the envelope read, name this id, and give
- * the message's size? */
-static gboolean
-check_entry (VpsQueue *q, const char *area, const char *id, GError **error)
-{
-  g_autofree char *json = vps_queue_path (q, area, id, ".json");
-  g_autofree char *eml = vps_queue_path (q, area, id, ".eml");
-  g_autoptr (GBytes) data = read_bounded (json, VPS_QUEUE_MAX_ENVELOPE, error);
-  g_autoptr (VpsEnvelope) env = NULL;
-  struct stat st;
-
-  if (data == NULL)
-    return FALSE;
-  env = vps_envelope_from_data (g_bytes_get_data (data, NULL), g_bytes_get_size (data), error);
-  if (env == NULL)
-    return FALSE;
-  if (strcmp (env->id, id) != 0)
-    {
-      g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT, "envelope of %s", env->id);
-      return FALSE;
-    }
-  if (stat (eml, &st) != 0)
-    return vps_queue_errno_error (error, errno, "stat", eml);
-  if ((guint64)st.st_size != env->size)
-    {
-      g_set_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_CORRUPT,
-                   "message has %" G_GUINT64_FORMAT " bytes, envelope says %" G_GUINT64_FORMAT,
-                   (guint64)st.st_size, env->size);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-enum
-{
-  HAS_EML = 1,
-  HAS_JSON = 2,
-};
-
-static void
-recover_area (VpsQueue *q, const char *area, GPtrArray *names)
-{
-  g_autoptr (GHashTable) found = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autofree gpointer *ids = NULL;
-  guint n_ids;
-
-  for (guint i = 0; i < names->len; i++)
-    {
-      const char *name = g_ptr_array_index (names, i);
-      char id[VPS_QUEUE_ID_LEN + 1];
-      gboolean is_json;
-      guint flags;
-
-      if (!split_name (name, id, &is_json))
-        {
-          vps_warning (NULL, "queue: ignoring %s/%s: not a queue file", area, name);
-          continue;
-        }
-      raise_id_floor ((gint64)g_ascii_strtoull (id, NULL, 16));
-      flags = GPOINTER_TO_UINT (g_hash_table_lookup (found, id));
-      g_hash_table_insert (found, g_strdup (id),
-                           GUINT_TO_POINTER (flags | (is_json ? HAS_JSON : HAS_EML)));
-    }
-  ids = g_hash_table_get_keys_as_array (found, &n_ids);
-  qsort (ids, n_ids, sizeof *ids, compare_names); /* oldest first in the log */
-  for (guint i = 0; i < n_ids; i++)
-    {
-      const char *id = ids[i];
-      guint flags = GPOINTER_TO_UINT (g_hash_table_lookup (found, id));
-      g_autoptr (GError) error = NULL;
-
-      if (flags == HAS_EML)
-        {
-          /* the commit point (the envelope's rename) was never reached */
-          g_autofree char *eml = vps_queue_path (q, area, id, ".eml");
-
-          if (unlink (eml) == 0)
-            vps_notice (id, "queue: %s: removed %s/%s.eml: incomplete commit (no envelope)", id,
-                        area, id);
-          else
-            vps_warning (id, "queue: %s: cannot remove %s/%s.eml: %s", id, area, id,
-                         g_strerror (errno));
-        }
-      else if (flags == HAS_JSON)
-        move_to_corrupt (q, area, id, ".json", "envelope without message");
-      else if (!check_entry (q, area, id, &error))
-        {
-          /* the message first: an envelope left alone is moved by the next
-           * recovery, a message left alone would be removed */
-          move_to_corrupt (q, area, id, ".eml", error->message);
-          move_to_corrupt (q, area, id, ".json", error->message);
-        }
-    }
-}
-
-static const char *const spool_dirs[] = { "tmp", "incoming", "hold", "corrupt", "dead" };
-
-static gboolean
-recover (VpsQueue *q, GError **error)
-{
-  for (gsize i = 0; i < G_N_ELEMENTS (spool_dirs); i++)
-    {
-      const char *dir = spool_dirs[i];
-      g_autofree char *path = vps_queue_path (q, dir, NULL, NULL);
-      g_autoptr (GPtrArray) names = list_names (path, error);
-
-      if (names == NULL)
-        return FALSE;
-      if (strcmp (dir, "tmp") == 0)
-        recover_tmp (q, names);
-      else if (strcmp (dir, "corrupt") != 0)
-        recover_area (q, dir, names);
-      else
-        for (guint k = 0; k < names->len; k++)
-          {
-            char id[VPS_QUEUE_ID_LEN + 1];
-            gboolean is_json;
-
-            if (split_name (g_ptr_array_index (names, k), id, &is_json))
-              raise_id_floor ((gint64)g_ascii_strtoull (id, NULL, 16));
-          }
-    }
-  /* what recovery removed or moved stays so after the next crash */
-  for (gsize i = 0; i < G_N_ELEMENTS (spool_dirs); i++)
-    {
-      g_autofree char *path = vps_queue_path (q, spool_dirs[i], NULL, NULL);
-
-      if (!vps_queue_fsync_dir (path, error))
-        return FALSE;
-    }
-  return TRUE;
-}
+const char *const vps_queue_spool_dirs[VPS_QUEUE_N_SPOOL_DIRS]
+    = { "tmp", "incoming", "hold", "corrupt", "dead" };
 
 /* ---- the spool ------------------------------------------------------------------ */
 
@@ -459,9 +295,9 @@ make_layout (VpsQueue *q, GError **error)
 {
   if (g_mkdir_with_parents (q->dir, DIR_MODE) != 0)
     return vps_queue_errno_error (error, errno, "create", q->dir);
-  for (gsize i = 0; i < G_N_ELEMENTS (spool_dirs); i++)
+  for (gsize i = 0; i < VPS_QUEUE_N_SPOOL_DIRS; i++)
     {
-      g_autofree char *path = vps_queue_path (q, spool_dirs[i], NULL, NULL);
+      g_autofree char *path = vps_queue_path (q, vps_queue_spool_dirs[i], NULL, NULL);
 
       if (mkdir (path, DIR_MODE) != 0 && errno != EEXIST)
         return vps_queue_errno_error (error, errno, "create", path);
@@ -533,7 +369,7 @@ vps_queue_open (const char *dir, gboolean recover_spool, GError **error)
         }
       return g_steal_pointer (&q);
     }
-  if (!make_layout (q, error) || !take_lock (q, error) || !recover (q, error))
+  if (!make_layout (q, error) || !take_lock (q, error) || !vps_queue_recover (q, error))
     return NULL;
   return g_steal_pointer (&q);
 }
@@ -605,7 +441,7 @@ vps_queue_list (VpsQueue *q, VpsQueueArea area, GError **error)
   GPtrArray *ids;
 
   g_return_val_if_fail ((guint)area < G_N_ELEMENTS (area_dirs), NULL);
-  names = list_names (path, error);
+  names = vps_queue_list_names (path, error);
   if (names == NULL)
     return NULL;
   ids = g_ptr_array_new_with_free_func (g_free);
@@ -615,7 +451,7 @@ vps_queue_list (VpsQueue *q, VpsQueueArea area, GError **error)
       gboolean is_json;
 
       /* the envelope is the commit point; corrupt/ shows every id */
-      if (!split_name (g_ptr_array_index (names, i), id, &is_json)
+      if (!vps_queue_split_name (g_ptr_array_index (names, i), id, &is_json)
           || (!is_json && area != VPS_QUEUE_CORRUPT))
         continue;
       if (ids->len > 0 && strcmp (g_ptr_array_index (ids, ids->len - 1), id) == 0)
@@ -682,7 +518,7 @@ vps_queue_load_envelope_data (VpsQueue *q, const char *id, GError **error)
 
   if (path == NULL)
     return NULL;
-  data = read_bounded (path, VPS_QUEUE_MAX_ENVELOPE, &local_error);
+  data = vps_queue_read_bounded (path, VPS_QUEUE_MAX_ENVELOPE, &local_error);
   if (data == NULL && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
     not_found (error, id); /* delivered or moved since */
   else if (data == NULL)
