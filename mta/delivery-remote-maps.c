@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  *
- * delivery-remote-maps.c — the files remote delivery reads at each
- * delivery: [delivery] tls_policy_map (`DESTINATION POLICY` lines) and
+ * delivery-remote-maps.c — the files remote delivery consults at each
+ * delivery (read again only when they change): [delivery] tls_policy_map (`DESTINATION POLICY` lines) and
  * relay_auth_file (`[host]:port user password` lines, refused when group or
  * others may access it).  Bounded (VPS_REMOTE_MAX_MAP_*), every error as
  * FILE:LINE; a file that does not load defers remote delivery rather than
@@ -263,6 +263,57 @@ auth_line (GHashTable *map, char *key, char *rest, GError **error)
 
 /* Loads [delivery] tls_policy_map and relay_auth_file of cfg (NULL when
  * unset); FALSE with FILE:LINE in error when one does not load. */
+/* The last good load of each file, reused while the file is unchanged:
+ * deliveries ask for the maps every time, the disk is read only when an
+ * admin edited the file (a new mtime, size, inode or mode — the mode
+ * matters for the credentials' permission check).  The tables are never
+ * changed once built, so callers share them by reference. */
+typedef struct
+{
+  char *path;
+  struct stat st;
+  GHashTable *map;
+} MapCache;
+
+static GMutex map_cache_lock;
+static MapCache map_caches[2]; /* [0] tls_policy_map, [1] relay_auth_file */
+
+static gboolean
+same_file (const struct stat *a, const struct stat *b)
+{
+  return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size
+         && a->st_mode == b->st_mode && a->st_mtim.tv_sec == b->st_mtim.tv_sec
+         && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static GHashTable *
+cached_map (MapCache *c, const char *path, gboolean private, GDestroyNotify value_free,
+            MapLineFunc line_func, GError **error)
+{
+  struct stat st;
+  GHashTable *map;
+
+  g_mutex_lock (&map_cache_lock);
+  if (c->map != NULL && g_strcmp0 (c->path, path) == 0 && stat (path, &st) == 0
+      && same_file (&st, &c->st))
+    {
+      map = g_hash_table_ref (c->map);
+      g_mutex_unlock (&map_cache_lock);
+      return map;
+    }
+  /* stat before the read: an edit racing the read is seen next time */
+  if (stat (path, &st) != 0)
+    memset (&st, 0, sizeof st);
+  map = load_map (path, private, value_free, line_func, error);
+  g_clear_pointer (&c->map, g_hash_table_unref);
+  g_free (c->path);
+  c->path = g_strdup (path);
+  c->st = st;
+  c->map = map != NULL ? g_hash_table_ref (map) : NULL;
+  g_mutex_unlock (&map_cache_lock);
+  return map;
+}
+
 gboolean
 vps_remote_load_maps (VpsConfig *cfg, GHashTable **tls_map, GHashTable **auth, GError **error)
 {
@@ -272,10 +323,12 @@ vps_remote_load_maps (VpsConfig *cfg, GHashTable **tls_map, GHashTable **auth, G
   *tls_map = NULL;
   *auth = NULL;
   if (map_path != NULL
-      && (*tls_map = load_map (map_path, FALSE, NULL, tls_map_line, error)) == NULL)
+      && (*tls_map = cached_map (&map_caches[0], map_path, FALSE, NULL, tls_map_line, error))
+             == NULL)
     return FALSE;
   if (auth_path != NULL
-      && (*auth = load_map (auth_path, TRUE, remote_auth_free, auth_line, error)) == NULL)
+      && (*auth = cached_map (&map_caches[1], auth_path, TRUE, remote_auth_free, auth_line, error))
+             == NULL)
     {
       g_clear_pointer (tls_map, g_hash_table_unref);
       return FALSE;
