@@ -17,7 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(__file__))
 import taplib
+import reportlib
+from reportlib import milter_connect_verdict, milter_pkt, milter_read, mods, stage
+
 from taplib import run, tmpdir
+
+
+def results(report, stage_name, connector="web"):
+    return reportlib.results(report, stage_name, connector)
 
 VPSD = os.environ["VPSD"]
 VPSCTL = os.environ["VPSCTL"]
@@ -150,25 +157,6 @@ def vpsctl_run(d, *args):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
     return json.loads(p.stdout), p.stderr
-
-
-def results(report, stage, connector="web"):
-    out = []
-    for s in report["stages"]:
-        if s["stage"] == stage:
-            out += [r for r in s["results"] if r["connector"] == connector]
-    return out
-
-
-def stage(report, name):
-    for s in report["stages"]:
-        if s["stage"] == name:
-            return s
-    raise AssertionError(f"no stage {name} in {report['stages']}")
-
-
-def mods(report):
-    return [(m["op"], m.get("name"), m.get("value")) for m in report["modifications"]]
 
 
 # ---- mode = json -----------------------------------------------------------
@@ -582,41 +570,6 @@ def test_https_with_a_test_ca_and_client_certificate():
 
 
 # ---- the event loop is not blocked: vpsd milter sessions ---------------------
-
-def milter_pkt(cmd, data=b""):
-    return struct.pack(">I", len(data) + 1) + cmd + data
-
-
-def milter_read(sock):
-    buf = b""
-    while len(buf) < 4:
-        chunk = sock.recv(4 - len(buf))
-        if not chunk:
-            raise EOFError("closed")
-        buf += chunk
-    (n,) = struct.unpack(">I", buf)
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError("closed")
-        data += chunk
-    return data[:1], data[1:]
-
-
-def milter_connect_verdict(port, ip):
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    s.sendall(milter_pkt(b"O", struct.pack(">III", 6, 0x1FF, 0)))
-    cmd, _ = milter_read(s)
-    assert cmd == b"O", cmd
-    s.sendall(milter_pkt(b"C", b"client.example\0" + b"4" + struct.pack(">H", 4242) +
-                         ip.encode() + b"\0"))
-    while True:
-        cmd, data = milter_read(s)
-        if cmd != b"p":
-            s.close()
-            return cmd, data
-
 
 def start_vpsd(d, conf, needle, timeout=15):
     log = os.path.join(d, "vpsd.log")

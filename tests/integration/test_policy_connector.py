@@ -17,6 +17,14 @@ import json, os, re, shutil, socket, struct, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import taplib
+import reportlib
+from reportlib import milter_connect_verdict, milter_pkt, milter_read, mods, stage
+
+
+def results(report, stage_name, connector="pol"):
+    return reportlib.results(report, stage_name, connector)
+
+
 from taplib import run, tmpdir
 
 VPSD = os.environ["VPSD"]
@@ -168,22 +176,6 @@ def vpsctl_run(d, *args):
 
 def policy_block(address, name="pol", extra="", timeout="2s"):
     return f"[connector {name}]\ntype = policy\naddress = {address}\ntimeout = {timeout}\n{extra}\n"
-
-
-def results(report, stage, connector="pol"):
-    """The connector results of every run of `stage`, in order."""
-    out = []
-    for s in report["stages"]:
-        if s["stage"] == stage:
-            out += [r for r in s["results"] if r["connector"] == connector]
-    return out
-
-
-def stage(report, name, rcpt=None):
-    for s in report["stages"]:
-        if s["stage"] == name and (rcpt is None or s.get("rcpt") == rcpt):
-            return s
-    raise AssertionError(f"no stage {name} {rcpt} in {report['stages']}")
 
 
 # ---- scripted server tests -------------------------------------------------
@@ -473,42 +465,6 @@ def test_config_errors():
 
 # ---- many sessions at once: vpsd's milter front end --------------------------
 
-def milter_pkt(cmd, data=b""):
-    return struct.pack(">I", len(data) + 1) + cmd + data
-
-
-def milter_read(sock):
-    buf = b""
-    while len(buf) < 4:
-        chunk = sock.recv(4 - len(buf))
-        if not chunk:
-            raise EOFError("closed")
-        buf += chunk
-    (n,) = struct.unpack(">I", buf)
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError("closed")
-        data += chunk
-    return data[:1], data[1:]
-
-
-def milter_connect_verdict(port, ip):
-    """Negotiate and send CONNECT from ip; the reply command."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    s.sendall(milter_pkt(b"O", struct.pack(">III", 6, 0x1FF, 0)))
-    cmd, _ = milter_read(s)
-    assert cmd == b"O", cmd
-    s.sendall(milter_pkt(b"C", b"client.example\0" + b"4" + struct.pack(">H", 4242) +
-                         ip.encode() + b"\0"))
-    while True:
-        cmd, data = milter_read(s)
-        if cmd != b"p":  # progress
-            s.close()
-            return cmd, data
-
-
 def start_vpsd(d, conf, needle, timeout=15):
     log = os.path.join(d, "vpsd.log")
     proc = subprocess.Popen([VPSD, "-c", conf], stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -642,6 +598,8 @@ DNS.defaults["server"] = ["127.0.0.1"]
 DNS.defaults["port"] = int(sys.argv[1])
 sys.argv = ["policyd-spf", sys.argv[2]]
 from spf_engine.policyd_spf import main
+
+
 sys.exit(main())
 '''
 
