@@ -615,7 +615,7 @@ def test_event_loop_not_blocked_by_slow_scans():
         s.sendall(pkt(b"O", struct.pack(">III", 6, 0x1FF, 0)))
         assert read_packet(s)[0] == b"O"
         s.close()
-        assert time.time() - t0 < 0.5, time.time() - t0
+        assert time.time() - t0 < 1.5, time.time() - t0  # a blocked worker would wait ~3 s
     for t in threads:
         t.join(30)
     assert all(v[0] == b"c" for v in slow.values()) and len(slow) == 4, slow

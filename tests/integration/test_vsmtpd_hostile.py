@@ -57,6 +57,20 @@ def still_serves(v):
         expect(c.cmd("NOOP"), 250)
 
 
+def greets_again(v, timeout=10):
+    """A new session is greeted with 220 once the server has seen a freed
+    slot: a close reaches it after a scheduling delay on a loaded machine,
+    so this polls instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with v.smtp(greeting=False) as c:
+            r = c.reply()
+            if r.code == 220 or time.monotonic() > deadline:
+                expect(r, 220)
+                return
+        time.sleep(0.1)
+
+
 def spool_empty(v):
     """Nothing in the spool: tmp/ and incoming/ hold no file."""
     left = v.queue_files("tmp") + v.queue_files("incoming")
@@ -479,16 +493,18 @@ def test_shell_metacharacters_never_reach_a_shell():
     assert all(len(r.split("@")[0]) <= 64 for r in rcpts)
     with v.smtp() as c:
         c.ehlo()
+        # A shell would sleep 5 s: 4 s tells that apart and leaves room for
+        # a loaded machine (the DATA reply waits for fsyncs).
         t0 = time.monotonic()
         r = c.cmd("MAIL FROM:<;sleep 5;>")
-        assert time.monotonic() - t0 < 1, f"MAIL FROM:<;sleep 5;> took {time.monotonic() - t0:.1f}s"
+        assert time.monotonic() - t0 < 4, f"MAIL FROM:<;sleep 5;> took {time.monotonic() - t0:.1f}s"
         assert r.code != 250 or c.cmd("RSET").code == 250, r
         expect(c.cmd('MAIL FROM:<"$(touch PWNED5);sleep 5"@example.net>'), 250)
         accepted = []
         for rc in rcpts:
             t0 = time.monotonic()
             r = c.cmd(f"RCPT TO:<{rc}>")
-            assert time.monotonic() - t0 < 1, f"RCPT {rc} took {time.monotonic() - t0:.1f}s"
+            assert time.monotonic() - t0 < 4, f"RCPT {rc} took {time.monotonic() - t0:.1f}s"
             if r.code == 250:
                 accepted.append(rc)
         assert accepted, "every metacharacter recipient refused (valid quoted local parts)"
@@ -496,7 +512,7 @@ def test_shell_metacharacters_never_reach_a_shell():
         t0 = time.monotonic()
         c.send(b"Subject: shell\r\n\r\n$(touch PWNED6)\r\n.\r\n")
         qid = queue_id(c.reply())
-        assert time.monotonic() - t0 < 1
+        assert time.monotonic() - t0 < 4, f"DATA took {time.monotonic() - t0:.1f}s"
     # every accepted recipient is delivered (or failed) quickly, inside the root
     v.wait_log(qid_log(qid) + r"to=<.*(delivered|failed)", count=len(accepted), timeout=10)
     time.sleep(5.5)  # longer than any "sleep 5" a shell would have run
@@ -614,10 +630,11 @@ def test_tarpit_delay():
         t0 = time.monotonic()
         expect(c.cmd("NOOP"), 250)
         ok = time.monotonic() - t0
-    assert first < 0.5, f"first error reply took {first:.2f}s"
+    # upper bounds leave room for a loaded CI machine; the delay itself is 1 s
+    assert first < 0.8, f"first error reply took {first:.2f}s"
     assert second >= 0.9, f"second error reply not delayed: {second:.2f}s"
     assert second < 3, f"second error reply took {second:.2f}s"
-    assert ok < 0.5, f"a good reply was delayed {ok:.2f}s"
+    assert ok < 0.8, f"a good reply was delayed {ok:.2f}s"
     v.stop()
 
 
@@ -645,7 +662,7 @@ def test_slowloris_command_timeout():
             stop.set()
         took = time.monotonic() - t0
         expect(r, 421, f"4.4.2 {HOSTNAME} Error: timeout exceeded")
-        assert 1.5 <= took <= 3.5, f"421 after {took:.1f}s (command_timeout = 2s)"
+        assert 1.5 <= took <= 4.5, f"421 after {took:.1f}s (command_timeout = 2s)"
         assert c.closed(3)
         th.join(5)
     still_serves(v)
@@ -666,7 +683,7 @@ def test_slowloris_data_timeout():
         stop.set()
     took = time.monotonic() - t0
     expect(r, 421, f"4.4.2 {HOSTNAME} Error: timeout exceeded")
-    assert 1.5 <= took <= 3.5, f"421 after {took:.1f}s (data_timeout = 2s)"
+    assert 1.5 <= took <= 4.5, f"421 after {took:.1f}s (data_timeout = 2s)"
     assert c.closed(3)
     c.close()
     th.join(5)
@@ -706,9 +723,7 @@ def test_connection_flood_per_ip():
         expect(c.cmd("NOOP"), 250)
     held[0].cmd("QUIT")
     held[0].close()
-    time.sleep(0.5)
-    with v.smtp() as c:
-        expect(c.greeting, 220)
+    greets_again(v)
     for c in held[1:]:
         c.close()
     v.stop()
@@ -723,9 +738,7 @@ def test_max_connections():
     c3.close()
     expect(held[1].cmd("NOOP"), 250)
     held[0].close()
-    time.sleep(0.5)
-    with v.smtp() as c:
-        expect(c.greeting, 220)
+    greets_again(v)
     held[1].close()
     v.stop()
 
