@@ -10,12 +10,11 @@
  * delivered and removed in this pass).  A crash before that runs postq
  * again, as such a crash may deliver again: a duplicate, never a loss.
  *
- * `deliver` in postq: the rules checker refuses it ("'deliver' is only
- * available in delivery", rules/rules-check-actions.c), so a postq verdict
- * never carries a route; routes stay the delivery stage's.  Should postq
- * get them, the runner already shares one txn between postq and the
- * delivery stage for the pass, so the delivery stage could read them
- * there; a retry after a deferral would then need them in the envelope.
+ * `deliver` in postq routes the whole message: the first one that ran is
+ * kept in env->route ("relay:[HOST]:PORT", "mx", "maildir:PATH",
+ * "mbox:PATH"), written with the envelope like env->postq, and used by
+ * the runner for every recipient the delivery stage does not route — at
+ * this pass and at every retry.
  */
 #include "mta/delivery-postq.h"
 
@@ -91,6 +90,37 @@ rewrite (VpsQueue *queue, VpsTxn *txn, VpsEnvelope *env, GBytes **raw, GError **
   return TRUE;
 }
 
+/* The route of the first `deliver` that ran in postq, as [delivery]
+ * default spells routes. */
+static void
+take_route (VpsTxn *txn, VpsEnvelope *env)
+{
+  GPtrArray *decisions = vps_txn_get_delivers (txn);
+  const VpsDeliverDecision *d;
+
+  if (decisions == NULL || decisions->len == 0)
+    return;
+  d = g_ptr_array_index (decisions, 0);
+  g_free (env->route);
+  switch (d->kind)
+    {
+      case VPS_DELIVER_MAILDIR:
+        env->route = g_strconcat ("maildir:", d->target, NULL);
+        break;
+      case VPS_DELIVER_MBOX:
+        env->route = g_strconcat ("mbox:", d->target, NULL);
+        break;
+      case VPS_DELIVER_RELAY:
+        env->route = g_strconcat ("relay:", d->target, NULL);
+        break;
+      case VPS_DELIVER_MX:
+      default:
+        env->route = g_strdup ("mx");
+        break;
+    }
+  vps_info (env->id, "postq: routed by rule \"%s\": %s", d->rule ? d->rule : "?", env->route);
+}
+
 static VpsPostqOutcome
 remove_entry (VpsQueue *queue, VpsEnvelope *env)
 {
@@ -143,6 +173,7 @@ vps_postq_run (VpsQueue *queue, VpsEngine *engine, VpsSession *session, VpsTxn *
       vps_info (env->id, "postq: quarantined as %s", qid);
       return remove_entry (queue, env);
     }
+  take_route (txn, env);
   if (!rewrite (queue, txn, env, raw, &error))
     return defer_on_error (env, "rewriting the message: ", error);
   env->postq = TRUE;

@@ -24,7 +24,8 @@ typedef enum
  * DEFERRED (env->postq stays FALSE: it runs again at the retry); discard,
  * quarantine → the queue entry removed; header and body edits → the queued
  * message rewritten durably (vps_queue_rewrite_message) and *raw replaced
- * by the new content, the txn's message too.  env->postq is TRUE when the
+ * by the new content, the txn's message too; `deliver` → env->route (the
+ * message's route, see delivery-postq.c).  env->postq is TRUE when the
  * message passed (CONTINUE without a reject). */
 VpsPostqOutcome vps_postq_run (VpsQueue *queue, VpsEngine *engine, VpsSession *session, VpsTxn *txn,
                                VpsEnvelope *env, GBytes **raw);

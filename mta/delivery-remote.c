@@ -40,6 +40,11 @@ struct _VpsRemote
   char *tls_ca; /* [delivery] tls_ca the client was made with */
   GMutex lock;
   GCond cond;
+  /* connection slots; remote thread only */
+  GHashTable *busy; /* destination key -> GUINT_TO_POINTER (sessions in progress) */
+  guint n_busy;
+  GQueue waiting; /* Group*: waiting for a slot, oldest first */
+  gboolean admitting;
 };
 
 G_DEFINE_QUARK (vps - remote - error - quark, vps_remote_error)
@@ -57,7 +62,8 @@ typedef struct
   GHashTable *tls_map; /* destination key -> GINT_TO_POINTER (policy + 1), or NULL */
   GHashTable *auth;    /* relay key -> RemoteAuth*, or NULL */
   guint pending;       /* groups not finished; remote thread only */
-  gboolean done;       /* under remote->lock */
+  VpsRemoteDoneFunc done_func;
+  gpointer done_data;
 } RemoteJob;
 
 /* The recipients of one destination. */
@@ -78,6 +84,7 @@ typedef struct
   guint tried;       /* addresses tried */
   gboolean applied;  /* a server's (or the client's) result is in the rcpts */
   char *last_result; /* for the deferred when nothing else was said */
+  char *slot_key;    /* the destination's key while it holds a slot */
 } Group;
 
 static void
@@ -89,6 +96,8 @@ set_rcpt (VpsQueueRcpt *r, VpsRcptState state, char *result)
   r->updated = g_get_real_time ();
 }
 
+static void slot_release (VpsRemote *remote, char *key);
+
 static void
 group_free (Group *g)
 {
@@ -97,31 +106,38 @@ group_free (Group *g)
   g_clear_pointer (&g->hosts, g_ptr_array_unref);
   g_clear_pointer (&g->addrs, g_ptr_array_unref);
   g_free (g->last_result);
+  g_free (g->slot_key);
   g_free (g);
 }
 
-/* Every group is done: the maps go (on the remote thread, which alone
- * used them) and the waiting pool thread wakes up. */
+/* Every group is done: the caller learns it (on this thread), and what
+ * the job held goes. */
 static void
 job_finish (RemoteJob *job)
 {
+  job->done_func (job->done_data);
   g_clear_pointer (&job->tls_map, g_hash_table_unref);
   g_clear_pointer (&job->auth, g_hash_table_unref);
-  g_mutex_lock (&job->remote->lock);
-  job->done = TRUE;
-  g_cond_broadcast (&job->remote->cond);
-  g_mutex_unlock (&job->remote->lock);
+  g_ptr_array_unref (job->rcpts);
+  g_bytes_unref (job->raw);
+  vps_config_unref (job->cfg);
+  vps_resolver_unref (job->resolver);
+  g_free (job);
 }
 
+/* The slot goes last: releasing it may start (and finish) other groups,
+ * of this job too. */
 static void
 group_done (Group *g)
 {
   RemoteJob *job = g->job;
+  VpsRemote *remote = job->remote;
+  char *key = g_steal_pointer (&g->slot_key);
 
   group_free (g);
-  if (--job->pending > 0)
-    return;
-  job_finish (job);
+  if (--job->pending == 0)
+    job_finish (job);
+  slot_release (remote, key);
 }
 
 /* Every recipient left in g gets state and result (a printf format). */
@@ -445,8 +461,103 @@ mx_cb (GObject *source, GAsyncResult *ares, gpointer data)
   next_host (g);
 }
 
+/* ---- connection slots ----------------------------------------------------------
+ *
+ * A group in progress holds one slot: it runs one SMTP session at a time
+ * (addresses are tried one after the other).  At most [delivery]
+ * max_connections slots in all and destination_concurrency per
+ * destination (the recipient domain, or the relay target); a group that
+ * finds none waits in `waiting` and starts when one is released, oldest
+ * first among those that fit.  So a slow or dead destination holds its
+ * own slots only, and the others' mail goes on. */
+
+static char *
+slot_key (const Group *g)
+{
+  return g_strdup_printf ("%c%u:%s", g->relay ? 'r' : 'd', g->port, g->dest);
+}
+
+static gboolean
+slot_take (Group *g)
+{
+  VpsRemote *remote = g->job->remote;
+  VpsConfig *cfg = g->job->cfg;
+  g_autofree char *key = slot_key (g);
+  guint busy = GPOINTER_TO_UINT (g_hash_table_lookup (remote->busy, key));
+
+  if (remote->n_busy >= (guint)vps_config_get_int (cfg, "delivery", "max_connections")
+      || busy >= (guint)vps_config_get_int (cfg, "delivery", "destination_concurrency"))
+    return FALSE;
+  g_hash_table_replace (remote->busy, g_strdup (key), GUINT_TO_POINTER (busy + 1));
+  remote->n_busy++;
+  g->slot_key = g_steal_pointer (&key);
+  return TRUE;
+}
+
+static void group_run (Group *g);
+
+/* Start the waiting groups that fit now, oldest first.  A group that
+ * starts may finish at once (cancelled) and release its slot, which
+ * re-enters here: `admitting` keeps that to one pass at a time (the pass
+ * sees the freed slot anyway). */
+static void
+slots_admit (VpsRemote *remote)
+{
+  GList *l;
+
+  if (remote->admitting)
+    return;
+  remote->admitting = TRUE;
+  l = remote->waiting.head;
+  while (l != NULL)
+    {
+      Group *g = l->data;
+      GList *next = l->next;
+
+      if (g_cancellable_is_cancelled (remote->cancellable) || slot_take (g))
+        {
+          g_queue_delete_link (&remote->waiting, l);
+          group_run (g);
+          next = remote->waiting.head; /* the queue may have changed */
+        }
+      l = next;
+    }
+  remote->admitting = FALSE;
+}
+
+/* key: a group's slot_key, taken over (NULL: it held none). */
+static void
+slot_release (VpsRemote *remote, char *key)
+{
+  guint busy;
+
+  if (key == NULL)
+    return;
+  busy = GPOINTER_TO_UINT (g_hash_table_lookup (remote->busy, key));
+  if (busy <= 1)
+    g_hash_table_remove (remote->busy, key);
+  else
+    g_hash_table_replace (remote->busy, g_strdup (key), GUINT_TO_POINTER (busy - 1));
+  remote->n_busy--;
+  g_free (key);
+  slots_admit (remote);
+}
+
 static void
 group_start (Group *g)
+{
+  VpsRemote *remote = g->job->remote;
+
+  if (!g_cancellable_is_cancelled (remote->cancellable) && !slot_take (g))
+    {
+      g_queue_push_tail (&remote->waiting, g);
+      return;
+    }
+  group_run (g);
+}
+
+static void
+group_run (Group *g)
 {
   if (g_cancellable_is_cancelled (g->job->remote->cancellable))
     {
@@ -609,25 +720,56 @@ job_start (gpointer data)
 }
 
 void
+vps_remote_deliver_async (VpsRemote *remote, VpsConfig *cfg, const VpsEnvelope *env, GBytes *raw,
+                          GPtrArray *rcpts, VpsRemoteDoneFunc done_func, gpointer done_data)
+{
+  RemoteJob *job;
+
+  if (rcpts->len == 0)
+    {
+      done_func (done_data);
+      return;
+    }
+  job = g_new0 (RemoteJob, 1);
+  job->remote = remote;
+  job->cfg = vps_config_ref (cfg);
+  job->env = env;
+  job->raw = g_bytes_ref (raw);
+  job->rcpts = g_ptr_array_ref (rcpts);
+  job->resolver = vps_dns_get_resolver (cfg);
+  job->done_func = done_func;
+  job->done_data = done_data;
+  g_main_context_invoke (remote->context, job_start, job);
+}
+
+typedef struct
+{
+  VpsRemote *remote;
+  gboolean done;
+} SyncWait;
+
+static void
+sync_done (gpointer data)
+{
+  SyncWait *wait = data;
+
+  g_mutex_lock (&wait->remote->lock);
+  wait->done = TRUE;
+  g_cond_broadcast (&wait->remote->cond);
+  g_mutex_unlock (&wait->remote->lock);
+}
+
+void
 vps_remote_deliver (VpsRemote *remote, VpsConfig *cfg, const VpsEnvelope *env, GBytes *raw,
                     GPtrArray *rcpts)
 {
-  RemoteJob job = { 0 };
+  SyncWait wait = { remote, FALSE };
 
-  if (rcpts->len == 0)
-    return;
-  job.remote = remote;
-  job.cfg = cfg;
-  job.env = env;
-  job.raw = raw;
-  job.rcpts = rcpts;
-  job.resolver = vps_dns_get_resolver (cfg);
-  g_main_context_invoke (remote->context, job_start, &job);
+  vps_remote_deliver_async (remote, cfg, env, raw, rcpts, sync_done, &wait);
   g_mutex_lock (&remote->lock);
-  while (!job.done)
+  while (!wait.done)
     g_cond_wait (&remote->cond, &remote->lock);
   g_mutex_unlock (&remote->lock);
-  vps_resolver_unref (job.resolver);
 }
 
 static gpointer
@@ -655,6 +797,8 @@ vps_remote_new (void)
   remote->context = g_main_context_new ();
   remote->loop = g_main_loop_new (remote->context, FALSE);
   remote->cancellable = g_cancellable_new ();
+  remote->busy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_queue_init (&remote->waiting);
   remote->thread = g_thread_new ("vsmtpd-remote", remote_thread, remote);
   return remote;
 }
@@ -669,6 +813,7 @@ cancel_func (gpointer data)
   g_cancellable_cancel (remote->cancellable);
   if (remote->out != NULL)
     vps_smtp_out_close_idle (remote->out);
+  slots_admit (remote); /* the waiting groups end as interrupted */
   return G_SOURCE_REMOVE;
 }
 
@@ -695,6 +840,7 @@ vps_remote_free (VpsRemote *remote)
   g_free (remote->helo_name);
   g_free (remote->tls_ca);
   g_object_unref (remote->cancellable);
+  g_hash_table_unref (remote->busy);
   g_main_loop_unref (remote->loop);
   g_main_context_unref (remote->context);
   g_cond_clear (&remote->cond);

@@ -28,9 +28,17 @@
  * A server's reply is stored as vps_bounce_remote_result() makes it
  * ("host NAME[ADDR] said: REPLY"), so that a DSN quotes it as such.
  *
- * Threads: vps_remote_deliver() blocks its caller (a delivery pool
- * thread) while one "vsmtpd-remote" thread runs every SMTP session and
- * DNS query on its own main loop; see delivery-remote.c for why.
+ * Connections: an SMTP session in progress holds a slot; at most
+ * [delivery] max_connections in all and destination_concurrency per
+ * destination (recipient domain or relay target).  Recipients whose
+ * destination has no free slot wait for one, oldest first, so a slow
+ * destination delays its own mail only.  Idle connections kept for reuse
+ * (mta/smtp-out.h) hold no slot.
+ *
+ * Threads: one "vsmtpd-remote" thread runs every SMTP session and DNS
+ * query on its own main loop; vps_remote_deliver_async() hands it a
+ * message and returns; its done function runs on that thread when every
+ * recipient has its new state.  See delivery-remote.c for why.
  */
 #pragma once
 
@@ -77,12 +85,21 @@ VpsRemote *vps_remote_new (void);
 /* Interrupt every delivery in flight (their recipients are deferred) and
  * every one started afterwards: for shutdown.  Thread-safe. */
 void vps_remote_cancel (VpsRemote *remote);
-/* Stop the thread; no vps_remote_deliver() may be running. */
+/* Stop the thread; no delivery may be in progress (every done called). */
 void vps_remote_free (VpsRemote *remote);
 
-/* Deliver rcpts (VpsRemoteRcpt*) of env, message raw, under cfg; blocks
- * until every one has its new state.  Call from any thread but the
- * remote one. */
+typedef void (*VpsRemoteDoneFunc) (gpointer user_data);
+
+/* Deliver rcpts (VpsRemoteRcpt*) of env, message raw, under cfg (cfg, raw
+ * and rcpts are referenced; env and the VpsQueueRcpt it holds must stay
+ * until done): done(user_data) is called on the remote thread when every
+ * recipient has its new state — at once, on the caller's thread, when
+ * rcpts is empty.  The caller must not touch the recipients meanwhile.
+ * Call from any thread but the remote one. */
+void vps_remote_deliver_async (VpsRemote *remote, VpsConfig *cfg, const VpsEnvelope *env,
+                               GBytes *raw, GPtrArray *rcpts, VpsRemoteDoneFunc done,
+                               gpointer user_data);
+/* The same, blocking until done. */
 void vps_remote_deliver (VpsRemote *remote, VpsConfig *cfg, const VpsEnvelope *env, GBytes *raw,
                          GPtrArray *rcpts);
 

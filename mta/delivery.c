@@ -10,34 +10,26 @@
  * runs again afterwards (a release from hold/ during a scan, say).  The
  * engine's synchronous stage runner is used here on purpose: these are
  * pool threads, not worker loops, and a delivery waits for its disk anyway.
- * Remote recipients are handed, all at once, to the one SMTP client thread
- * (delivery-remote.c says why) and the pool thread waits for their results.
+ *
+ * A pass over one message has two halves.  The first (pass_start: postq,
+ * routes, local deliveries) runs on a pool thread and hands the remote
+ * recipients, all at once, to the one SMTP client thread
+ * (delivery-remote.c says why); the pool thread is free again at once, so
+ * a slow destination never holds one.  When the last remote recipient has
+ * its result, the pass comes back to the pool for its second half
+ * (pass_finish: expiry, DSNs, the envelope).  At most [queue] active_limit
+ * passes are with the remote thread; past it a pool thread waits for room.
  * A shutdown that interrupts remote sessions does not count as an attempt:
  * the message is due again at once after the restart.
  */
-#include "mta/delivery.h"
 #include "mta/delivery-postq.h"
-#include "mta/delivery-remote.h"
+#include "mta/delivery-private.h"
 
 #include <string.h>
 
-#include "mta/bounce.h"
 #include "mta/local.h"
 #include "vps/log.h"
 #include "vps/message.h"
-
-struct _VpsDelivery
-{
-  VpsDaemon *daemon;
-  VpsQueue *queue;
-  GThreadPool *pool;
-  GMutex lock;
-  GCond cond;
-  GHashTable *in_flight; /* id → GINT_TO_POINTER (run again when done) */
-  GThread *scanner;
-  gboolean stopping;
-  VpsRemote *remote; /* the SMTP client's thread (delivery-remote.c) */
-};
 
 /* ---- routes ------------------------------------------------------------------ */
 
@@ -100,46 +92,65 @@ route_from_decision (VpsDeliverKind kind)
 
 /* ---- one message ------------------------------------------------------------- */
 
-/* What the pool is handed: an id, and the envelope when the caller has it
- * in memory (a fresh commit: no need to read back and parse what was just
- * written). */
+/* One pass over one message: what the pool is handed.  A new pass has an
+ * id (and the envelope when the caller has it in memory: a fresh commit
+ * needs no read back); its first half fills the rest, its second half
+ * runs when `remote_done`. */
 typedef struct
 {
+  VpsDelivery *delivery;
   char *id;
-  VpsEnvelope *env;
-} Item;
-
-static void
-item_free (gpointer data)
-{
-  Item *item = data;
-
-  g_free (item->id);
-  g_clear_pointer (&item->env, vps_envelope_free);
-  g_free (item);
-}
-
-static Item *
-item_new (const char *id, VpsEnvelope *env)
-{
-  Item *item = g_new0 (Item, 1);
-
-  item->id = g_strdup (id);
-  item->env = env;
-  return item;
-}
-
-typedef struct
-{
+  VpsConfig *cfg;
   VpsEngine *engine;
   VpsEnvelope *env;
   GBytes *raw;
-  VpsSession *session; /* for the delivery stage, when it has rules */
+  VpsSession *session; /* for the stages, when they have rules */
   VpsTxn *txn;
+  GPtrArray *remote;       /* VpsRemoteRcpt* */
+  gboolean *failed_before; /* per recipient: failed before this pass */
   gboolean hold;
   gboolean quarantined;
   gboolean postq_defer; /* postq deferred the message: no delivery this pass */
-} Job;
+  gboolean remote_done; /* the remote half is over: finish */
+} Pass;
+
+static void remote_rcpt_free (gpointer data);
+
+static Pass *
+pass_new (VpsDelivery *delivery, const char *id, VpsEnvelope *env)
+{
+  Pass *pass = g_new0 (Pass, 1);
+
+  pass->delivery = delivery;
+  pass->id = g_strdup (id);
+  pass->env = env;
+  return pass;
+}
+
+/* Back to a new pass over the same id (the envelope is read again). */
+static void
+pass_clear (Pass *pass)
+{
+  g_clear_pointer (&pass->txn, vps_txn_unref);
+  g_clear_pointer (&pass->session, vps_session_unref);
+  g_clear_pointer (&pass->engine, vps_engine_unref);
+  g_clear_pointer (&pass->raw, g_bytes_unref);
+  g_clear_pointer (&pass->env, vps_envelope_free);
+  g_clear_pointer (&pass->cfg, vps_config_unref);
+  g_clear_pointer (&pass->remote, g_ptr_array_unref);
+  g_clear_pointer (&pass->failed_before, g_free);
+  pass->hold = pass->quarantined = pass->postq_defer = pass->remote_done = FALSE;
+}
+
+static void
+pass_free (gpointer data)
+{
+  Pass *pass = data;
+
+  pass_clear (pass);
+  g_free (pass->id);
+  g_free (pass);
+}
 
 static void
 set_state (VpsQueueRcpt *r, VpsRcptState state, char *result)
@@ -151,7 +162,7 @@ set_state (VpsQueueRcpt *r, VpsRcptState state, char *result)
 }
 
 static void
-deliver_local (Job *job, VpsQueueRcpt *r, VpsRouteKind kind, const char *template)
+deliver_local (Pass *job, VpsQueueRcpt *r, VpsRouteKind kind, const char *template)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *path = vps_local_expand (template, r->address, &error);
@@ -185,7 +196,7 @@ deliver_local (Job *job, VpsQueueRcpt *r, VpsRouteKind kind, const char *templat
 /* The delivery stage for one recipient: its verdict applied to r when it
  * decided one; *kind and *target set when it chose a route. */
 static gboolean
-run_stage (Job *job, VpsQueueRcpt *r, VpsRouteKind *kind, char **target)
+run_stage (Pass *job, VpsQueueRcpt *r, VpsRouteKind *kind, char **target)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (VpsStageResult) result = NULL;
@@ -255,7 +266,7 @@ run_stage (Job *job, VpsQueueRcpt *r, VpsRouteKind *kind, char **target)
 }
 
 static void
-prepare_stage (Job *job)
+prepare_stage (Pass *job)
 {
   VpsEnvelope *env = job->env;
   g_autoptr (GError) error = NULL;
@@ -299,208 +310,103 @@ remote_add (GPtrArray *remote, VpsQueueRcpt *r, gboolean relay, char *target)
   g_ptr_array_add (remote, rr);
 }
 
-/* Exponential backoff (Postfix's minimal/maximal_backoff_time):
- * retry_min × 2^(attempts-1), at most retry_max. */
-static gint64
-retry_delay (VpsConfig *cfg, guint attempts)
+static void remote_done (gpointer data);
+
+typedef enum
 {
-  gint64 min_ms = vps_config_get_duration_ms (cfg, "queue", "retry_min");
-  gint64 max_ms = vps_config_get_duration_ms (cfg, "queue", "retry_max");
-  gint64 delay = min_ms;
+  PASS_DONE,   /* nothing more to do: not due, gone, or an error logged */
+  PASS_FINISH, /* go on to pass_finish now */
+  PASS_REMOTE, /* with the remote thread: it comes back through the pool */
+} PassNext;
 
-  for (guint i = 1; i < attempts && delay < max_ms; i++)
-    delay *= 2;
-  return MIN (delay, MAX (max_ms, min_ms)) * 1000;
-}
-
-/* Past [queue] lifetime a deferred recipient is given up (Postfix's
- * maximal_queue_lifetime); its last result stays in the text. */
-static void
-expire (VpsEnvelope *env, VpsConfig *cfg)
+/* The first half of a pass, on a pool thread. */
+static PassNext
+pass_start (Pass *pass)
 {
-  gint64 lifetime = vps_config_get_duration_ms (cfg, "queue", "lifetime") * 1000;
-  gint64 now = g_get_real_time ();
-
-  if (env->received == 0 || now - env->received < lifetime)
-    return;
-  for (guint i = 0; i < env->rcpts->len; i++)
-    {
-      VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, i);
-
-      if (r->state != VPS_RCPT_DEFERRED)
-        continue;
-      vps_notice (env->id, "delivery: to=<%s> failed: message expired", r->address);
-      set_state (r, VPS_RCPT_FAILED,
-                 g_strdup_printf ("451 4.4.7 message expired; last result: %s",
-                                  r->result ? r->result : "none"));
-    }
-}
-
-static gboolean
-has_8bit (const char *s)
-{
-  for (; *s != '\0'; s++)
-    if ((guchar)*s >= 0x80)
-      return TRUE;
-  return FALSE;
-}
-
-/* Queue dsn as a new message from <> to the original sender. */
-static char *
-queue_bounce (VpsDelivery *delivery, const VpsEnvelope *env, GBytes *dsn, gboolean needs_8bit,
-              GError **error)
-{
-  g_autoptr (VpsEnvelope) benv = vps_envelope_new ();
-  VpsQueueWriter *w = vps_queue_writer_new (delivery->queue, error);
-  gsize len;
-  const guint8 *data = g_bytes_get_data (dsn, &len);
-
-  if (w == NULL)
-    return NULL;
-  if (!vps_queue_writer_write (w, data, len, error))
-    {
-      vps_queue_writer_abort (w);
-      return NULL;
-    }
-  benv->id = g_strdup (vps_queue_writer_get_id (w));
-  benv->sender = g_strdup ("");
-  benv->body = needs_8bit ? g_strdup ("8BITMIME") : NULL;
-  benv->smtputf8 = has_8bit (env->sender);
-  vps_envelope_add_rcpt (benv, env->sender, NULL, 0);
-  if (!vps_queue_commit_sync (delivery->queue, w, benv, error))
-    return NULL;
-  vps_delivery_submit (delivery, benv->id);
-  return g_strdup (benv->id);
-}
-
-/* A DSN for the recipients that failed in this attempt (failed_before[i]:
- * failed before it).  FALSE when the original went to dead/ instead. */
-static gboolean
-bounce (VpsDelivery *delivery, VpsConfig *cfg, VpsEnvelope *env, GBytes *raw,
-        const gboolean *failed_before)
-{
+  VpsDelivery *delivery = pass->delivery;
+  const char *id = pass->id;
   g_autoptr (GError) error = NULL;
-  g_autoptr (VpsEnvelope) copy = NULL;
-  g_autoptr (JsonObject) json = NULL;
-  g_autoptr (GBytes) dsn = NULL;
-  g_autofree char *bid = NULL;
-  const char *hostname = vps_config_get_string (cfg, "vsmtpd", "hostname");
-  VpsBounceOptions opts = { 0 };
-  gboolean needs_8bit = FALSE;
-  guint n = 0;
-
-  for (guint i = 0; i < env->rcpts->len; i++)
-    {
-      VpsQueueRcpt *r = g_ptr_array_index (env->rcpts, i);
-
-      if (!failed_before[i] && vps_bounce_due (env, r, VPS_BOUNCE_FAILURE))
-        n++;
-    }
-  if (n == 0) /* the sender <> among the reasons: never a bounce to it */
-    return TRUE;
-  /* the notification covers this attempt's failures only */
-  json = vps_envelope_to_json (env);
-  copy = vps_envelope_from_json (json, &error);
-  if (copy != NULL)
-    for (guint i = env->rcpts->len; i > 0; i--)
-      if (failed_before[i - 1]
-          || !vps_bounce_due (env, g_ptr_array_index (env->rcpts, i - 1), VPS_BOUNCE_FAILURE))
-        g_ptr_array_remove_index (copy->rcpts, i - 1);
-  opts.reporting_mta = hostname ? hostname : g_get_host_name ();
-  opts.now = g_get_real_time ();
-  if (copy != NULL)
-    dsn = vps_bounce_build_full (copy, raw, VPS_BOUNCE_FAILURE, &opts, &needs_8bit, &error);
-  if (dsn != NULL)
-    bid = queue_bounce (delivery, env, dsn, needs_8bit, &error);
-  if (bid != NULL)
-    {
-      vps_info (env->id, "delivery: sender non-delivery notification: %s", bid);
-      return TRUE;
-    }
-  if (g_error_matches (error, VPS_BOUNCE_ERROR, VPS_BOUNCE_ERROR_NOTHING_DUE)
-      || g_error_matches (error, VPS_BOUNCE_ERROR, VPS_BOUNCE_ERROR_NULL_SENDER))
-    return TRUE; /* nobody to tell: not a failure */
-  vps_warning (env->id, "delivery: no bounce to <%s>: %s; moving to dead/", env->sender,
-               error->message);
-  g_clear_error (&error);
-  if (!vps_queue_update_envelope (delivery->queue, env, &error)
-      || !vps_queue_bury (delivery->queue, env->id, &error))
-    {
-      vps_warning (env->id, "delivery: moving to dead/: %s", error->message);
-      return TRUE; /* still in incoming/: tried again at the next attempt */
-    }
-  return FALSE;
-}
-
-static void
-deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (VpsConfig) cfg = vps_daemon_get_config (delivery->daemon);
   g_autofree char *default_target = NULL;
   VpsRouteKind default_kind;
-  gboolean has_rules, has_postq;
-  g_autoptr (GPtrArray) remote = g_ptr_array_new_with_free_func (remote_rcpt_free);
-  g_autofree gboolean *failed_before = NULL;
-  gboolean interrupted;
-  Job job = { 0 };
+  gboolean has_rules, has_postq, handed;
 
-  job.env = given != NULL ? given : vps_queue_load_envelope (delivery->queue, id, &error);
-  if (job.env == NULL)
+  if (pass->env == NULL)
+    pass->env = vps_queue_load_envelope (delivery->queue, id, &error);
+  if (pass->env == NULL)
     {
       /* held, deleted or delivered meanwhile */
       if (!g_error_matches (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND))
         vps_warning (id, "delivery: %s", error->message);
-      return;
+      return PASS_DONE;
     }
-  if (job.env->next_attempt > g_get_real_time ())
-    goto out;
-  job.raw = vps_queue_load_message (delivery->queue, id, &error);
-  if (job.raw == NULL)
+  if (pass->env->next_attempt > g_get_real_time ())
+    return PASS_DONE;
+  pass->raw = vps_queue_load_message (delivery->queue, id, &error);
+  if (pass->raw == NULL)
     {
       vps_warning (id, "delivery: %s", error->message);
-      goto out;
+      return PASS_DONE;
     }
-  if (!vps_delivery_parse_route (cfg, vps_config_get_string (cfg, "delivery", "default"),
+  pass->cfg = vps_daemon_get_config (delivery->daemon);
+  /* the postq stage's route, when it chose one, else [delivery] default */
+  if (!vps_delivery_parse_route (pass->cfg,
+                                 pass->env->route
+                                     ? pass->env->route
+                                     : vps_config_get_string (pass->cfg, "delivery", "default"),
                                  &default_kind, &default_target, &error))
     {
       vps_warning (id, "delivery: %s", error->message);
-      goto out;
+      return PASS_DONE;
     }
-  job.engine = vps_daemon_get_engine (delivery->daemon);
-  has_rules = rules_program_n_rules (vps_engine_get_program (job.engine), RULES_STAGE_DELIVERY) > 0;
-  has_postq = !job.env->postq
-              && rules_program_n_rules (vps_engine_get_program (job.engine), RULES_STAGE_POSTQ) > 0;
+  pass->engine = vps_daemon_get_engine (delivery->daemon);
+  has_rules
+      = rules_program_n_rules (vps_engine_get_program (pass->engine), RULES_STAGE_DELIVERY) > 0;
+  has_postq
+      = !pass->env->postq
+        && rules_program_n_rules (vps_engine_get_program (pass->engine), RULES_STAGE_POSTQ) > 0;
   if (has_rules || has_postq)
-    prepare_stage (&job);
-  failed_before = g_new0 (gboolean, job.env->rcpts->len);
-  for (guint i = 0; i < job.env->rcpts->len; i++)
-    failed_before[i]
-        = ((VpsQueueRcpt *)g_ptr_array_index (job.env->rcpts, i))->state == VPS_RCPT_FAILED;
+    prepare_stage (pass);
+  pass->failed_before = g_new0 (gboolean, pass->env->rcpts->len);
+  for (guint i = 0; i < pass->env->rcpts->len; i++)
+    pass->failed_before[i]
+        = ((VpsQueueRcpt *)g_ptr_array_index (pass->env->rcpts, i))->state == VPS_RCPT_FAILED;
   if (has_postq)
     {
-      switch (vps_postq_run (delivery->queue, job.engine, job.session, job.txn, job.env, &job.raw))
+      switch (vps_postq_run (delivery->queue, pass->engine, pass->session, pass->txn, pass->env,
+                             &pass->raw))
         {
           case VPS_POSTQ_GONE:
-            goto out; /* discarded or quarantined */
+            return PASS_DONE; /* discarded or quarantined */
           case VPS_POSTQ_DEFERRED:
-            job.postq_defer = TRUE;
+            pass->postq_defer = TRUE;
             break;
           case VPS_POSTQ_CONTINUE:
           default:
+            if (pass->env->route != NULL)
+              {
+                /* routed in postq just now */
+                g_clear_pointer (&default_target, g_free);
+                if (!vps_delivery_parse_route (pass->cfg, pass->env->route, &default_kind,
+                                               &default_target, &error))
+                  {
+                    vps_warning (id, "delivery: postq route: %s", error->message);
+                    pass->postq_defer = TRUE;
+                  }
+              }
             break;
         }
     }
 
-  for (guint i = 0; i < job.env->rcpts->len && !job.postq_defer; i++)
+  pass->remote = g_ptr_array_new_with_free_func (remote_rcpt_free);
+  for (guint i = 0; i < pass->env->rcpts->len && !pass->postq_defer; i++)
     {
-      VpsQueueRcpt *r = g_ptr_array_index (job.env->rcpts, i);
+      VpsQueueRcpt *r = g_ptr_array_index (pass->env->rcpts, i);
       VpsRouteKind kind = default_kind;
       g_autofree char *target = NULL;
 
       if (r->state == VPS_RCPT_DELIVERED || r->state == VPS_RCPT_FAILED)
         continue;
-      if (has_rules && run_stage (&job, r, &kind, &target))
+      if (has_rules && run_stage (pass, r, &kind, &target))
         continue;
       if (target == NULL && default_target != NULL)
         target = g_strdup (default_target);
@@ -508,82 +414,135 @@ deliver_message (VpsDelivery *delivery, const char *id, VpsEnvelope *given)
         {
           case VPS_ROUTE_MAILDIR:
           case VPS_ROUTE_MBOX:
-            deliver_local (&job, r, kind, target);
+            deliver_local (pass, r, kind, target);
             break;
           case VPS_ROUTE_HOLD:
-            job.hold = TRUE;
+            pass->hold = TRUE;
             break;
           case VPS_ROUTE_RELAY:
           case VPS_ROUTE_MX:
           default:
-            remote_add (remote, r, kind == VPS_ROUTE_RELAY, g_steal_pointer (&target));
+            remote_add (pass->remote, r, kind == VPS_ROUTE_RELAY, g_steal_pointer (&target));
             break;
         }
     }
-  /* every remote recipient in one go: grouped by destination there */
-  vps_remote_deliver (delivery->remote, cfg, job.env, job.raw, remote);
-  expire (job.env, cfg);
-  if (!bounce (delivery, cfg, job.env, job.raw, failed_before))
-    goto out;
+  if (pass->remote->len == 0)
+    return PASS_FINISH;
 
-  if (vps_envelope_done (job.env))
+  /* every remote recipient in one go: grouped by destination there */
+  g_mutex_lock (&delivery->lock);
+  while (delivery->remote_active >= (guint)vps_config_get_int (pass->cfg, "queue", "active_limit")
+         && !delivery->stopping)
+    g_cond_wait (&delivery->cond, &delivery->lock);
+  handed = !delivery->stopping;
+  if (handed)
+    delivery->remote_active++;
+  g_mutex_unlock (&delivery->lock);
+  if (!handed)
+    {
+      /* shutting down: nothing was tried; pass_finish sees `stopping` */
+      return PASS_FINISH;
+    }
+  vps_remote_deliver_async (delivery->remote, pass->cfg, pass->env, pass->raw, pass->remote,
+                            remote_done, pass);
+  return PASS_REMOTE;
+}
+
+/* On the remote thread: every remote recipient has its state. */
+static void
+remote_done (gpointer data)
+{
+  Pass *pass = data;
+  VpsDelivery *delivery = pass->delivery;
+
+  pass->remote_done = TRUE;
+  g_mutex_lock (&delivery->lock);
+  /* pushed before the count drops: vps_delivery_free waits for the count,
+   * then for the pool */
+  g_thread_pool_push (delivery->pool, pass, NULL);
+  delivery->remote_active--;
+  g_cond_broadcast (&delivery->cond);
+  g_mutex_unlock (&delivery->lock);
+}
+
+/* The second half: expiry, notifications, the envelope. */
+static void
+pass_finish (Pass *pass)
+{
+  VpsDelivery *delivery = pass->delivery;
+  VpsEnvelope *env = pass->env;
+  const char *id = pass->id;
+  g_autoptr (GError) error = NULL;
+  gboolean interrupted;
+
+  vps_delivery_expire (env, pass->cfg);
+  if (!vps_delivery_bounce (delivery, pass->cfg, env, pass->raw, pass->failed_before))
+    return;
+  if (vps_envelope_done (env))
     {
       /* the queue logs the removal */
       if (!vps_queue_remove (delivery->queue, id, &error))
         vps_warning (id, "delivery: removing: %s", error->message);
-      goto out;
+      return;
     }
+  vps_delivery_warn_delay (delivery, pass->cfg, env, pass->raw);
   g_mutex_lock (&delivery->lock);
-  interrupted = delivery->stopping && remote->len > 0;
+  interrupted = delivery->stopping && pass->remote->len > 0;
   g_mutex_unlock (&delivery->lock);
   if (interrupted)
     {
-      /* a shutdown cut the remote sessions short: not an attempt of the
-       * destination, tried again as soon as vsmtpd is back */
-      job.env->next_attempt = 0;
+      /* a shutdown cut the remote sessions short (or came before them):
+       * not an attempt of the destination, tried again as soon as vsmtpd
+       * is back */
+      env->next_attempt = 0;
     }
   else
     {
-      job.env->attempts++;
-      job.env->next_attempt = g_get_real_time () + retry_delay (cfg, job.env->attempts);
+      env->attempts++;
+      env->next_attempt = g_get_real_time () + vps_delivery_retry_delay (pass->cfg, env->attempts);
     }
-  if (!vps_queue_update_envelope (delivery->queue, job.env, &error))
+  if (!vps_queue_update_envelope (delivery->queue, env, &error))
     vps_warning (id, "delivery: envelope update: %s", error->message);
-  else if (job.hold && !vps_queue_hold (delivery->queue, id, &error))
+  else if (pass->hold && !vps_queue_hold (delivery->queue, id, &error))
     vps_warning (id, "delivery: hold: %s", error->message);
-  else if (job.hold)
+  else if (pass->hold)
     vps_info (id, "delivery: held");
-out:
-  g_clear_pointer (&job.txn, vps_txn_unref);
-  g_clear_pointer (&job.session, vps_session_unref);
-  g_clear_pointer (&job.engine, vps_engine_unref);
-  g_clear_pointer (&job.raw, g_bytes_unref);
-  g_clear_pointer (&job.env, vps_envelope_free);
 }
 
 static void
 pool_func (gpointer data, gpointer user_data)
 {
   VpsDelivery *delivery = user_data;
-  Item *item = data;
-  const char *id = item->id;
+  Pass *pass = data;
   gboolean again;
 
   do
     {
-      /* the envelope in memory serves the first pass only */
-      deliver_message (delivery, id, g_steal_pointer (&item->env));
+      PassNext next;
+
       g_mutex_lock (&delivery->lock);
-      again = GPOINTER_TO_INT (g_hash_table_lookup (delivery->in_flight, id)) == 2
+      next = delivery->stopping && !pass->remote_done ? PASS_DONE : PASS_FINISH;
+      g_mutex_unlock (&delivery->lock);
+      if (next == PASS_FINISH && !pass->remote_done)
+        next = pass_start (pass);
+
+      if (next == PASS_REMOTE)
+        return;
+      if (next == PASS_FINISH)
+        pass_finish (pass);
+      g_mutex_lock (&delivery->lock);
+      again = GPOINTER_TO_INT (g_hash_table_lookup (delivery->in_flight, pass->id)) == 2
               && !delivery->stopping;
       if (again)
-        g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
+        g_hash_table_insert (delivery->in_flight, g_strdup (pass->id), GINT_TO_POINTER (1));
       else
-        g_hash_table_remove (delivery->in_flight, id);
+        g_hash_table_remove (delivery->in_flight, pass->id);
       g_mutex_unlock (&delivery->lock);
+      /* the envelope in memory served the first pass only */
+      pass_clear (pass);
     }
   while (again);
-  item_free (item);
+  pass_free (pass);
 }
 
 void
@@ -595,7 +554,7 @@ vps_delivery_submit_envelope (VpsDelivery *delivery, const char *id, VpsEnvelope
   else if (!delivery->stopping)
     {
       g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
-      g_thread_pool_push (delivery->pool, item_new (id, g_steal_pointer (&env)), NULL);
+      g_thread_pool_push (delivery->pool, pass_new (delivery, id, g_steal_pointer (&env)), NULL);
     }
   g_mutex_unlock (&delivery->lock);
   g_clear_pointer (&env, vps_envelope_free);
@@ -628,7 +587,7 @@ scan (VpsDelivery *delivery)
       if (!g_hash_table_contains (delivery->in_flight, id) && !delivery->stopping)
         {
           g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (1));
-          g_thread_pool_push (delivery->pool, item_new (id, NULL), NULL);
+          g_thread_pool_push (delivery->pool, pass_new (delivery, id, NULL), NULL);
         }
       g_mutex_unlock (&delivery->lock);
     }
@@ -677,7 +636,7 @@ vps_delivery_new (VpsDaemon *daemon, VpsQueue *queue, GError **error)
   delivery->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   delivery->remote = vps_remote_new ();
   delivery->pool = g_thread_pool_new_full (
-      pool_func, delivery, item_free, (gint)vps_config_get_int (cfg, "queue", "delivery_threads"),
+      pool_func, delivery, pass_free, (gint)vps_config_get_int (cfg, "queue", "delivery_threads"),
       FALSE, NULL);
   return delivery;
 }
@@ -704,7 +663,13 @@ vps_delivery_free (VpsDelivery *delivery)
    * deferred: a duplicate at worst); local ones finish; queued ones wait
    * for the next start */
   vps_remote_cancel (delivery->remote);
-  g_thread_pool_free (delivery->pool, TRUE, TRUE);
+  g_mutex_lock (&delivery->lock);
+  while (delivery->remote_active > 0)
+    g_cond_wait (&delivery->cond, &delivery->lock);
+  g_mutex_unlock (&delivery->lock);
+  /* every pass back from the remote thread is in the pool now: record
+   * them; passes not started skip (pool_func) */
+  g_thread_pool_free (delivery->pool, FALSE, TRUE);
   vps_remote_free (delivery->remote);
   g_hash_table_unref (delivery->in_flight);
   g_cond_clear (&delivery->cond);

@@ -87,6 +87,7 @@ vps_envelope_free (VpsEnvelope *env)
   g_free (env->helo);
   g_free (env->auth_user);
   g_free (env->tls);
+  g_free (env->route);
   g_ptr_array_unref (env->rcpts);
   if (env->report != NULL)
     json_object_unref (env->report);
@@ -250,6 +251,8 @@ vps_envelope_to_json (const VpsEnvelope *env)
   json_object_set_int_member (o, "attempts", env->attempts);
   set_time_or_null (o, "next_attempt", env->next_attempt);
   json_object_set_boolean_member (o, "postq", env->postq);
+  set_string_or_null (o, "route", env->route);
+  json_object_set_boolean_member (o, "delay_warned", env->delay_warned);
   for (guint i = 0; i < env->rcpts->len; i++)
     json_array_add_object_element (rcpts, rcpt_to_json (g_ptr_array_index (env->rcpts, i)));
   json_object_set_array_member (o, "recipients", rcpts);
@@ -478,9 +481,9 @@ static gboolean
 envelope_fill (JsonObject *o, VpsEnvelope *env, GError **error)
 {
   static const char *const known[]
-      = { "id",    "sender",     "ret",     "envid",  "body",     "smtputf8",
-          "size",  "received",   "session", "client", "attempts", "next_attempt",
-          "postq", "recipients", "report",  NULL };
+      = { "id",    "sender",   "ret",          "envid",      "body",     "smtputf8",
+          "size",  "received", "session",      "client",     "attempts", "next_attempt",
+          "postq", "route",    "delay_warned", "recipients", "report",   NULL };
   const char *what = "envelope";
   JsonNode *n;
   JsonArray *rcpts;
@@ -501,7 +504,8 @@ envelope_fill (JsonObject *o, VpsEnvelope *env, GError **error)
       || !get_string (o, what, "session", FALSE, &env->session_id, error)
       || !client_from_json (o, env, error)
       || !get_int (o, what, "attempts", G_MAXUINT, &attempts, error)
-      || !get_time (o, what, "next_attempt", &env->next_attempt, error))
+      || !get_time (o, what, "next_attempt", &env->next_attempt, error)
+      || !get_string (o, what, "route", FALSE, &env->route, error))
     return FALSE;
   env->size = (guint64)size;
   env->attempts = (guint)attempts;
@@ -520,6 +524,13 @@ envelope_fill (JsonObject *o, VpsEnvelope *env, GError **error)
       if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
         return corrupt (error, "envelope: \"postq\" is not a boolean");
       env->postq = json_node_get_boolean (n);
+    }
+  n = json_object_get_member (o, "delay_warned");
+  if (n != NULL && !JSON_NODE_HOLDS_NULL (n))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+        return corrupt (error, "envelope: \"delay_warned\" is not a boolean");
+      env->delay_warned = json_node_get_boolean (n);
     }
 
   n = json_object_get_member (o, "recipients");
@@ -582,7 +593,8 @@ vps_envelope_check (const VpsEnvelope *env, GError **error)
       || !check_optional (env->client_ptr, "client", "ptr", error)
       || !check_optional (env->helo, "client", "helo", error)
       || !check_optional (env->auth_user, "client", "auth_user", error)
-      || !check_optional (env->tls, "client", "tls", error))
+      || !check_optional (env->tls, "client", "tls", error)
+      || !check_optional (env->route, what, "route", error))
     return FALSE;
   if (env->ret != NULL && !g_strv_contains (ret_names, env->ret))
     return corrupt (error, "envelope: unknown \"ret\" value");

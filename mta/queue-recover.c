@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  *
  * queue-recover.c — what vps_queue_open() does to a spool a crash may have
- * left half-written (contract: queue.h, "Recovery"): tmp/ is emptied, an
+ * left half-written (contract: queue.h, "Recovery"): a rewrite cut
+ * between its renames is finished, the rest of tmp/ emptied, an
  * .eml without its .json is an incomplete commit and goes, an envelope
  * that does not read back, names another id, lacks its message or
  * disagrees with its size goes to corrupt/ with one log line per file,
@@ -19,6 +20,42 @@
 
 /* ---- recovery ------------------------------------------------------------------ */
 
+static gboolean check_entry (VpsQueue *q, const char *area, const char *id, GError **error);
+
+/* A rewrite (vps_queue_rewrite_message) cut between its two renames left
+ * the new message in incoming/ beside the old envelope, whose size no
+ * longer matches, and the new envelope in tmp/: finish it.  Only then:
+ * the tmp/ envelope must read back, name the id and give the new
+ * message's size, and the one in incoming/ must not (any other tmp/
+ * envelope is an update that never happened, or the old half of one that
+ * did). */
+static gboolean
+finish_rewrite (VpsQueue *q, const char *name)
+{
+  char id[VPS_QUEUE_ID_LEN + 1];
+  gboolean is_json;
+  g_autofree char *tmp_json = NULL;
+  g_autofree char *dst_json = NULL;
+  g_autofree char *eml = NULL;
+  g_autoptr (GBytes) data = NULL;
+  g_autoptr (VpsEnvelope) env = NULL;
+  struct stat st;
+
+  if (!vps_queue_split_name (name, id, &is_json) || !is_json)
+    return FALSE;
+  eml = vps_queue_path (q, "incoming", id, ".eml");
+  dst_json = vps_queue_path (q, "incoming", id, ".json");
+  tmp_json = vps_queue_path (q, "tmp", id, ".json");
+  if (stat (eml, &st) != 0 || access (dst_json, F_OK) != 0 || check_entry (q, "incoming", id, NULL))
+    return FALSE;
+  data = vps_queue_read_bounded (tmp_json, VPS_QUEUE_MAX_ENVELOPE, NULL);
+  env = data ? vps_envelope_from_file_data (id, data, NULL) : NULL;
+  if (env == NULL || env->size != (guint64)st.st_size || rename (tmp_json, dst_json) != 0)
+    return FALSE;
+  vps_notice (id, "queue: %s: finished an interrupted rewrite (tmp/%s)", id, name);
+  return TRUE;
+}
+
 static void
 recover_tmp (VpsQueue *q, GPtrArray *names)
 {
@@ -29,6 +66,8 @@ recover_tmp (VpsQueue *q, GPtrArray *names)
       g_autofree char *id = g_strndup (name, VPS_QUEUE_ID_LEN);
       const char *log_id = vps_queue_valid_id (id) ? id : NULL;
 
+      if (finish_rewrite (q, name))
+        continue;
       if (unlink (path) == 0)
         vps_notice (log_id, "queue: %s: removed tmp/%s: incomplete message", log_id ? log_id : "-",
                     name);

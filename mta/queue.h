@@ -32,7 +32,8 @@
  * name ever comes from message data: only ids made here (or checked with
  * vps_queue_valid_id) name files.
  *
- * Recovery (vps_queue_open): tmp/ is emptied; in incoming/ and hold/, an
+ * Recovery (vps_queue_open): a rewrite cut between its two renames is
+ * finished (vps_queue_rewrite_message), then tmp/ is emptied; in incoming/ and hold/, an
  * ID.eml without ID.json is an incomplete commit and removed; an envelope
  * that does not parse, names another id, or has no message, is moved with
  * its message to corrupt/ and logged (one line per file, with the id); so
@@ -108,15 +109,18 @@ typedef struct
   gint64 received;  /* unix time (µs) of the 250 */
   char *session_id; /* the SMTP session (log correlation) */
   char *client_ip;
-  char *client_ptr;    /* or NULL */
-  char *helo;          /* or NULL */
-  char *auth_user;     /* or NULL */
-  char *tls;           /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
-  guint attempts;      /* delivery attempts so far */
-  gint64 next_attempt; /* unix time (µs), 0 = now */
-  gboolean postq;      /* the postq stage ran and let the message through */
-  GPtrArray *rcpts;    /* VpsQueueRcpt*, owned */
-  JsonObject *report;  /* the engine's verdicts (vps/report.h), or NULL; owned ref */
+  char *client_ptr;      /* or NULL */
+  char *helo;            /* or NULL */
+  char *auth_user;       /* or NULL */
+  char *tls;             /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
+  guint attempts;        /* delivery attempts so far */
+  gint64 next_attempt;   /* unix time (µs), 0 = now */
+  gboolean postq;        /* the postq stage ran and let the message through */
+  char *route;           /* the postq stage's route for every recipient ("relay:[HOST]:PORT",
+                        * "mx", "maildir:PATH", "mbox:PATH"), or NULL: [delivery] default */
+  gboolean delay_warned; /* the sender was warned of the delay ([queue] delay_warning) */
+  GPtrArray *rcpts;      /* VpsQueueRcpt*, owned */
+  JsonObject *report;    /* the engine's verdicts (vps/report.h), or NULL; owned ref */
 } VpsEnvelope;
 
 VpsEnvelope *vps_envelope_new (void);
@@ -131,6 +135,7 @@ gboolean vps_envelope_done (const VpsEnvelope *env);
  * {"id", "sender", "ret", "envid", "body", "smtputf8", "size", "received"
  *  (RFC 3339), "session", "client": {"ip","ptr","helo","auth_user","tls"},
  *  "attempts", "next_attempt", "postq" (boolean: the postq stage passed),
+ *  "route" (the postq stage's route, or null), "delay_warned" (boolean),
  *  "recipients": [{"address","orcpt","notify": ["success",...],"state",
  *  "result","updated"}], "report": {...}}.
  * Every member is written, in this order; NULL strings and a NULL report
@@ -252,8 +257,10 @@ gboolean vps_queue_update_envelope (VpsQueue *q, const VpsEnvelope *env, GError 
  * renamed over ID.eml then ID.json, incoming/ fsynced (the postq stage's
  * header edits).  A message not in incoming/ (held or removed meanwhile)
  * → VPS_QUEUE_ERROR_NOT_FOUND, nothing changed.  A crash between the two
- * renames leaves a size that does not match: recovery moves the pair to
- * corrupt/ (kept, logged), never a loss. */
+ * renames leaves the new message with the old envelope, whose size does
+ * not match, and the new envelope in tmp/: recovery finishes the rewrite
+ * (when the two are the same length the old envelope stays and postq runs
+ * again on the new message). */
 gboolean vps_queue_rewrite_message (VpsQueue *q, VpsEnvelope *env, GBytes *content, GError **error);
 /* Delivered to every recipient (or deleted by the admin): remove the
  * envelope first (the commit point), then the message.  No directory

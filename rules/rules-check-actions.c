@@ -173,9 +173,12 @@ check_action (RulesCheck *c, RulesRule *r, RulesAction *a)
       case RULES_EFFECT_DELIVER_MBOX:
       case RULES_EFFECT_DELIVER_RELAY:
       case RULES_EFFECT_DELIVER_MX:
-        if (st != RULES_STAGE_DELIVERY)
+        /* postq routes the whole message (vsmtpd keeps it in the envelope);
+         * delivery routes each recipient */
+        if (st != RULES_STAGE_DELIVERY && st != RULES_STAGE_POSTQ)
           return err (c, &pos, RULES_ERROR_STAGE,
-                      "'deliver' is only available in delivery, not in %s", rules_stage_name (st));
+                      "'deliver' is only available in postq and delivery, not in %s",
+                      rules_stage_name (st));
         break;
       default:
         break;

@@ -432,7 +432,9 @@ static void
 host_effect (gpointer host, const RulesEffect *e)
 {
   VpsStageRun *sr = host;
-  const char *rcpt = vps_txn_get_rcpt (sr->txn);
+  /* a route chosen in postq is the whole message's, not the last
+   * recipient's (vsmtpd keeps it in the envelope) */
+  const char *rcpt = sr->stage == RULES_STAGE_DELIVERY ? vps_txn_get_rcpt (sr->txn) : NULL;
 
   switch (e->kind)
     {

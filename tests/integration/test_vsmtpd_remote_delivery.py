@@ -77,7 +77,7 @@ def message(subject, body=""):
             f"\r\nHello from {subject}.\r\n{body}")
 
 
-def vsmtpd(s, extra_rules="", env=None, **queue):
+def vsmtpd(s, extra_rules="", env=None, delivery=None, **queue):
     d = tmpdir()
     rules = ("delivery {\n"
              f'  rule "local" when rcpt.domain == "local.test" => deliver maildir "{d}/mail/%d/%l"\n'
@@ -87,7 +87,7 @@ def vsmtpd(s, extra_rules="", env=None, **queue):
     q.update(queue)
     v = Vsmtpd(rules=rules, dir=d, settings={
         "queue": q,
-        "delivery": {"default": "mx", "smtp_port": str(s.port)},
+        "delivery": {"default": "mx", "smtp_port": str(s.port), **(delivery or {})},
         "dns": {"nameserver": dns().address(), "timeout": "2s"},
     })
     # extra environment (LD_PRELOAD) for the spawn only: the harness passes

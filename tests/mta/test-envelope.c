@@ -44,6 +44,8 @@ full_envelope (void)
   env->tls = g_strdup ("TLSv1.3 TLS_AES_256_GCM_SHA384");
   env->attempts = 3;
   env->postq = TRUE;
+  env->route = g_strdup ("relay:[smarthost.example]:587");
+  env->delay_warned = TRUE;
   env->next_attempt = T_RECEIVED + 900 * G_USEC_PER_SEC;
   vps_envelope_add_rcpt (env, "ελένη@παράδειγμα.ελ", "utf-8;ελένη@παράδειγμα.ελ",
                          SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
@@ -83,6 +85,8 @@ assert_envelopes_equal (const VpsEnvelope *a, const VpsEnvelope *b)
   g_assert_cmpstr (a->tls, ==, b->tls);
   g_assert_cmpuint (a->attempts, ==, b->attempts);
   g_assert_cmpint (a->postq, ==, b->postq);
+  g_assert_cmpstr (a->route, ==, b->route);
+  g_assert_cmpint (a->delay_warned, ==, b->delay_warned);
   g_assert_cmpint (a->next_attempt, ==, b->next_attempt);
   g_assert_cmpuint (a->rcpts->len, ==, b->rcpts->len);
   for (guint i = 0; i < a->rcpts->len; i++)
@@ -145,7 +149,7 @@ test_format (void)
                    "\"smtputf8\":false,\"size\":0,\"received\":\"2025-11-28T21:40:00.123456Z\","
                    "\"session\":null,\"client\":{\"ip\":null,\"ptr\":null,\"helo\":null,"
                    "\"auth_user\":null,\"tls\":null},\"attempts\":0,\"next_attempt\":null,"
-                   "\"postq\":false,"
+                   "\"postq\":false,\"route\":null,\"delay_warned\":false,"
                    "\"recipients\":[{\"address\":\"bob@example.org\","
                    "\"orcpt\":\"rfc822;bob@example.org\",\"notify\":[\"failure\",\"delay\"],"
                    "\"state\":\"pending\",\"result\":null,"
@@ -169,6 +173,8 @@ test_minimal (void)
   g_assert_cmpint (env->received, ==, 0);
   g_assert_null (env->report);
   g_assert_false (env->postq); /* an envelope from before the postq stage */
+  g_assert_null (env->route);
+  g_assert_false (env->delay_warned);
   g_assert_cmpuint (env->rcpts->len, ==, 1);
   r = g_ptr_array_index (env->rcpts, 0);
   g_assert_cmpint (r->state, ==, VPS_RCPT_PENDING);
@@ -292,6 +298,9 @@ static const struct
   { "next-attempt-garbage", "next_attempt", "\"soon\"" },
   { "postq-string", "postq", "\"true\"" },
   { "postq-number", "postq", "1" },
+  { "route-number", "route", "25" },
+  { "route-lf", "route", "\"mx\\nx\"" },
+  { "delay-warned-string", "delay_warned", "\"yes\"" },
   { "session-cr", "session", "\"S1\\r\"" },
   { "client-array", "client", "[]" },
   { "client-ip-number", "client.ip", "127" },
@@ -752,6 +761,69 @@ test_rewrite (Fixture *f, gconstpointer data)
   }
 }
 
+/* A rewrite cut between its two renames: the new message in incoming/,
+ * the old envelope beside it, the new one in tmp/ — made by hand, as the
+ * crash leaves them.  Recovery finishes the rewrite.  A tmp/ envelope that
+ * does not fit the message is not used: the pair goes to corrupt/. */
+static void
+put (const char *path, const void *data, gsize len)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (g_file_set_contents (path, data, (gssize)len, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_rewrite_crash (Fixture *f, gconstpointer data)
+{
+  static const char edited[] = "X-Postq: yes\r\n\r\nbody\r\n";
+  g_autoptr (GBytes) msg = make_message (300, 3);
+  g_autoptr (GError) error = NULL;
+
+  for (int good = 1; good >= 0; good--)
+    {
+      g_autofree char *id = queue_message (f->q, msg);
+      g_autoptr (VpsEnvelope) env = vps_queue_load_envelope (f->q, id, &error);
+      g_autofree char *eml = g_strdup_printf ("%s/incoming/%s.eml", f->dir, id);
+      g_autofree char *tmp_json = g_strdup_printf ("%s/tmp/%s.json", f->dir, id);
+      g_autofree char *json = NULL;
+      g_autofree char *tmp = NULL;
+      g_autofree char *corrupt_area = NULL;
+      g_autoptr (VpsEnvelope) back = NULL;
+      g_autoptr (GBytes) got = NULL;
+      gsize len;
+
+      g_assert_no_error (error);
+      env->postq = TRUE;
+      env->size = good ? strlen (edited) : strlen (edited) + 1;
+      json = vps_envelope_to_data (env, FALSE, &len);
+      put (eml, edited, strlen (edited));
+      put (tmp_json, json, len);
+      reopen (f);
+      tmp = listing (f, "tmp");
+      g_assert_cmpstr (tmp, ==, "");
+      corrupt_area = listing (f, "corrupt");
+      back = vps_queue_load_envelope (f->q, id, &error);
+      if (!good)
+        {
+          g_assert_error (error, VPS_QUEUE_ERROR, VPS_QUEUE_ERROR_NOT_FOUND);
+          g_clear_error (&error);
+          g_assert_nonnull (strstr (corrupt_area, id));
+          continue;
+        }
+      g_assert_no_error (error);
+      g_assert_true (back->postq);
+      g_assert_cmpuint (back->size, ==, strlen (edited));
+      got = vps_queue_load_message (f->q, id, &error);
+      g_assert_no_error (error);
+      g_assert_cmpmem (g_bytes_get_data (got, NULL), g_bytes_get_size (got), edited,
+                       strlen (edited));
+      g_assert_cmpstr (corrupt_area, ==, "");
+      g_assert_nonnull (strstr (f->log->str, "finished an interrupted rewrite"));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -769,5 +841,7 @@ main (int argc, char **argv)
   g_test_add_func ("/mta/envelope/parse-data", test_parse_data);
   g_test_add_func ("/mta/envelope/check-agrees", test_check_agrees);
   g_test_add ("/mta/queue/rewrite", Fixture, NULL, fixture_setup, test_rewrite, fixture_teardown);
+  g_test_add ("/mta/queue/rewrite/crash", Fixture, NULL, fixture_setup, test_rewrite_crash,
+              fixture_teardown);
   return g_test_run ();
 }
