@@ -52,15 +52,6 @@ vps_delivery_expire (VpsEnvelope *env, VpsConfig *cfg)
     }
 }
 
-static gboolean
-has_8bit (const char *s)
-{
-  for (; *s != '\0'; s++)
-    if ((guchar)*s >= 0x80)
-      return TRUE;
-  return FALSE;
-}
-
 /* Queue dsn as a new message from <> to the original sender. */
 static char *
 queue_bounce (VpsDelivery *delivery, const VpsEnvelope *env, GBytes *dsn, gboolean needs_8bit,
@@ -81,7 +72,7 @@ queue_bounce (VpsDelivery *delivery, const VpsEnvelope *env, GBytes *dsn, gboole
   benv->id = g_strdup (vps_queue_writer_get_id (w));
   benv->sender = g_strdup ("");
   benv->body = needs_8bit ? g_strdup ("8BITMIME") : NULL;
-  benv->smtputf8 = has_8bit (env->sender);
+  benv->smtputf8 = !g_str_is_ascii (env->sender);
   vps_envelope_add_rcpt (benv, env->sender, NULL, 0);
   if (!vps_queue_commit_sync (delivery->queue, w, benv, error))
     return NULL;

@@ -15,10 +15,9 @@
 import email, email.policy, os, re, socket, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-import postfixlib as P
 from taplib import free_port, run, tmpdir
-from test_vsmtpd_remote_delivery import (bounce_for, cleanup, dns, send, sink, status_groups,
-                                         vsmtpd, wait_until)
+from test_vsmtpd_remote_delivery import (accepting_sink, cleanup, dns, send, sink,
+                                         status_groups, vsmtpd, wait_until)
 from vsmtpdlib import Vsmtpd
 
 
@@ -206,9 +205,7 @@ def test_postq_route_kept_for_retries():
         assert env["postq"] is True, env
         # the other message took [delivery] default
         assert v.wait_maildir("carol@ok.test")
-        port = s.port
-        s.stop()
-        s = P.SmtpSink(tmpdir(), port=port).start()
+        s = accepting_sink(s)
         msgs = s.wait_messages(1, timeout=20)
         assert msgs[0].rcpt_args == ["<bob@ok.test>"], msgs[0].rcpt_args
         wait_until(lambda: v.queue_ids() == [], what="queue empty")

@@ -71,6 +71,13 @@ def sink(**kw):
     return P.SmtpSink(tmpdir(), **kw).start()
 
 
+def accepting_sink(s):
+    """Stop sink s and start one that accepts everything on its port."""
+    port = s.port
+    s.stop()
+    return P.SmtpSink(tmpdir(), port=port).start()
+
+
 def message(subject, body=""):
     return (f"From: Alice <alice@local.test>\r\nTo: Bob <bob@ok.test>\r\n"
             f"Subject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@local.test>\r\n"
@@ -187,9 +194,7 @@ def test_4xx_deferred_retried_then_delivered():
         # next attempt is at least retry_min away
         assert env["next_attempt"], env
         assert env["attempts"] <= 3, env
-        port = s.port
-        s.stop()
-        s = P.SmtpSink(tmpdir(), port=port).start()
+        s = accepting_sink(s)
         msgs = s.wait_messages(1, timeout=20)
         assert msgs[0].rcpt_args == ["<bob@ok.test>"], msgs[0].rcpt_args
         wait_until(lambda: v.queue_ids() == [], what="queue empty")
