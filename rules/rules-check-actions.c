@@ -38,7 +38,9 @@ static gboolean
 check_reply (RulesCheck *c, const RulesNode *pos, const RulesAction *a)
 {
   char want = a->kind == RULES_ACT_REJECT ? '5' : '4';
-  const char *verb = a->kind == RULES_ACT_REJECT ? "reject" : "tempfail";
+  const char *verb = a->kind == RULES_ACT_REJECT     ? "reject"
+                     : a->kind == RULES_ACT_GREYLIST ? "greylist"
+                                                     : "tempfail";
 
   if (a->code == 0)
     return TRUE;
@@ -103,6 +105,9 @@ note_action (RulesProgram *prog, const RulesAction *a)
       case RULES_ACT_QUARANTINE:
         prog->verdicts[verdict_of[a->kind]] = TRUE;
         break;
+      case RULES_ACT_GREYLIST:
+        prog->verdicts[RULES_VERDICT_TEMPFAIL] = TRUE;
+        break;
       case RULES_ACT_EFFECT:
         prog->effects[a->effect] = TRUE;
         break;
@@ -123,6 +128,8 @@ check_action (RulesCheck *c, RulesRule *r, RulesAction *a)
       case RULES_ACT_REJECT:
       case RULES_ACT_TEMPFAIL:
         return check_reply (c, &pos, a);
+      case RULES_ACT_GREYLIST:
+        return rules_check_greylist_action (c, &pos, st) && check_reply (c, &pos, a);
       case RULES_ACT_QUARANTINE:
         if (st == RULES_STAGE_DELIVERY)
           return err (c, &pos, RULES_ERROR_STAGE, "'quarantine' is not available in delivery");
@@ -211,6 +218,8 @@ deciding_action_name (const RulesAction *a)
         return "tempfail";
       case RULES_ACT_QUARANTINE:
         return "quarantine";
+      case RULES_ACT_GREYLIST:
+        return "greylist";
       case RULES_ACT_EFFECT:
         if (a->effect == RULES_EFFECT_DELIVER_MAILDIR || a->effect == RULES_EFFECT_DELIVER_MBOX
             || a->effect == RULES_EFFECT_DELIVER_RELAY || a->effect == RULES_EFFECT_DELIVER_MX)

@@ -125,6 +125,9 @@ static const FuncInfo func_table[] = {
   { "resolves", RULES_FN_RESOLVES, 1, 1, RULES_TYPE_BOOL },
   { "in_file", RULES_FN_IN_FILE, 2, 2, RULES_TYPE_BOOL },
   { "env", RULES_FN_ENV, 1, 1, RULES_TYPE_STRING },
+  { "rate", RULES_FN_RATE, 3, 3, RULES_TYPE_BOOL },
+  { "concurrency", RULES_FN_CONCURRENCY, 1, 1, RULES_TYPE_INT },
+  { "greylisted", RULES_FN_GREYLISTED, 0, 0, RULES_TYPE_BOOL },
 };
 
 const char *
@@ -178,7 +181,7 @@ is_const (const RulesNode *n)
         return FALSE;
       case RULES_NODE_CALL:
         if (n->index == RULES_FN_DNSBL || n->index == RULES_FN_RESOLVES
-            || n->index == RULES_FN_IN_FILE)
+            || n->index == RULES_FN_IN_FILE || n->index >= RULES_FN_RATE)
           return FALSE;
         break;
       default:
@@ -419,6 +422,12 @@ check_call (Check *c, RulesNode *n)
               return FALSE;
             if (n->n_args == 1)
               c->prog->reads[RULES_VAR_CLIENT_IP] = TRUE;
+            break;
+          case RULES_FN_RATE:
+          case RULES_FN_CONCURRENCY:
+          case RULES_FN_GREYLISTED:
+            if (!rules_check_state_call (c, n, name))
+              return FALSE;
             break;
           case RULES_FN_IN_FILE:
             {

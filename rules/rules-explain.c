@@ -210,6 +210,7 @@ action (GString *out, const RulesAction *a)
     [RULES_ACT_QUARANTINE] = "quarantine",
     [RULES_ACT_CALL] = "call",
     [RULES_ACT_SET] = "set",
+    [RULES_ACT_GREYLIST] = "greylist",
   };
 
   g_string_append (out, "    ");

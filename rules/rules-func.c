@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  *
  * rules-func.c — the built-in functions of vsl: lower upper len domain
- * local starts_with ends_with contains dnsbl resolves in_file env.
+ * local starts_with ends_with contains dnsbl resolves in_file env, and the
+ * shared-state checks rate concurrency greylisted.
  *
  * Contract: like every evaluation, a function never fails: bad or missing
  * arguments give "" / 0 / false.  dnsbl() and resolves() go through
@@ -103,6 +104,70 @@ fn_dnsbl (RulesRun *run, const RulesNode *n, RulesValue *out)
   if (name->len <= DNS_NAME_MAX + 64)
     query (run, RULES_QUERY_DNSBL, rules_arena_strndup (&run->arena, name->str, name->len), out);
   g_string_free (name, TRUE);
+}
+
+/* Asks the host's shared state; without one (or for a key the backend
+ * could never hold) the answer is "not limited". */
+static void
+state_call (RulesRun *run, RulesStateCall *call, RulesValue *out)
+{
+  RulesValue ans = { 0 };
+
+  if (call->kind == RULES_STATE_CONCURRENCY)
+    rules_value_set_int (out, 0);
+  else
+    rules_value_set_bool (out, call->kind == RULES_STATE_RATE);
+  if (run->vt == NULL || run->vt->state == NULL)
+    return;
+  if (call->key != NULL && (call->key_len == 0 || call->key_len > RULES_MAX_STATE_KEY))
+    return;
+  if (!run->vt->state (run->host, call, &ans))
+    {
+      run->wait = TRUE;
+      return;
+    }
+  if (call->kind == RULES_STATE_CONCURRENCY)
+    rules_value_set_int (out, ans.type == RULES_TYPE_INT ? ans.i : 0);
+  else
+    rules_value_set_bool (out, rules_value_truthy (&ans));
+}
+
+static void
+fn_state (RulesRun *run, const RulesNode *n, RulesValue *out)
+{
+  RulesStateCall call = { 0 };
+  RulesValue kv = { 0 };
+  const char *key;
+  gsize klen;
+
+  call.site = n;
+  if (n->index == RULES_FN_GREYLISTED)
+    {
+      call.kind = RULES_STATE_GREYLISTED;
+      state_call (run, &call, out);
+      return;
+    }
+  arg_string (run, n, 0, &kv, &key, &klen);
+  /* NUL-terminated for the host; a key with a NUL inside is not one */
+  call.key = memchr (key, '\0', klen) ? "" : rules_arena_strndup (&run->arena, key, klen);
+  call.key_len = call.key[0] ? klen : 0;
+  if (n->index == RULES_FN_RATE)
+    {
+      call.kind = RULES_STATE_RATE;
+      call.limit = n->args[1]->lit.i;
+      call.period = n->args[2]->lit.i;
+    }
+  else
+    call.kind = RULES_STATE_CONCURRENCY;
+  state_call (run, &call, out);
+}
+
+void
+rules_eval_greylisted (RulesRun *run, const RulesAction *a, RulesValue *out)
+{
+  RulesStateCall call = { .kind = RULES_STATE_GREYLISTED, .site = a };
+
+  state_call (run, &call, out);
 }
 
 void
@@ -210,6 +275,11 @@ rules_eval_func (RulesRun *run, const RulesNode *n, RulesValue *out)
               out, val ? rules_arena_strndup (&run->arena, val, strlen (val)) : "", -1, FALSE);
           return;
         }
+      case RULES_FN_RATE:
+      case RULES_FN_CONCURRENCY:
+      case RULES_FN_GREYLISTED:
+        fn_state (run, n, out);
+        return;
       default:
         return;
     }

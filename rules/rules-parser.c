@@ -69,6 +69,7 @@ static const struct
   { "log", RULES_ACT_EFFECT, RULES_EFFECT_LOG },
   { "export", RULES_ACT_EFFECT, RULES_EFFECT_EXPORT_JSON },
   { "deliver", RULES_ACT_EFFECT, RULES_EFFECT_DELIVER_MAILDIR },
+  { "greylist", RULES_ACT_GREYLIST, 0 },
 };
 
 static const struct
@@ -154,6 +155,7 @@ parse_action (Parser *p, RulesAction *a, GError **error)
         return TRUE;
       case RULES_ACT_REJECT:
       case RULES_ACT_TEMPFAIL:
+      case RULES_ACT_GREYLIST:
         return parse_reply (p, a, verb, error);
       case RULES_ACT_QUARANTINE:
         return take_string (p, &a->name, "quarantine name string after 'quarantine'", error);
@@ -178,7 +180,11 @@ parse_action (Parser *p, RulesAction *a, GError **error)
                 gboolean more;
                 if (!rules_lexer_next (&save, &peek_tok, NULL))
                   break;
-                more = peek_tok.kind == RULES_TOK_IDENT && action_index (&peek_tok) < 0;
+                /* `greylist` after a comma of a `call` stays a connector name
+                 * (a chained postgrey is often called that): the action
+                 * `greylist` cannot follow a call in the same rule. */
+                more = peek_tok.kind == RULES_TOK_IDENT
+                       && (action_index (&peek_tok) < 0 || strcmp (peek_tok.text, "greylist") == 0);
                 rules_token_clear (&peek_tok);
                 if (!more)
                   break;

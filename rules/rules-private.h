@@ -23,6 +23,14 @@ G_BEGIN_DECLS
 #define RULES_MAX_LIST_ENTRIES (1024 * 1024)     /* entries of one list */
 #define RULES_MAX_LIST_LINE 4096                 /* one line of a list file */
 #define RULES_MAX_RULES 100000                   /* rules in a program */
+/* rate(key, N, PERIOD): the state backends keep N+1 events per key, so N is
+ * bounded (VPS_STATE_MAX_WINDOW in vps/state.h says the same), and so is
+ * the period, which becomes the key's expiry. */
+#define RULES_MAX_RATE_LIMIT 100000
+#define RULES_MAX_RATE_PERIOD (366 * 86400)
+/* Octets of a rate()/concurrency() key as written (the host adds its
+ * namespace; VPS_STATE_MAX_KEY is 512 with it). */
+#define RULES_MAX_STATE_KEY 400
 
 /* ---- tokens --------------------------------------------------------------- */
 
@@ -243,6 +251,9 @@ typedef enum
   RULES_FN_RESOLVES,
   RULES_FN_IN_FILE,
   RULES_FN_ENV,
+  RULES_FN_RATE,
+  RULES_FN_CONCURRENCY,
+  RULES_FN_GREYLISTED,
   RULES_N_FUNCS
 } RulesFunc;
 
@@ -280,6 +291,7 @@ typedef enum
   RULES_ACT_CALL,
   RULES_ACT_EFFECT, /* effect */
   RULES_ACT_SET,
+  RULES_ACT_GREYLIST, /* tempfail (reply or the host's) unless the triplet has passed */
 } RulesActKind;
 
 typedef struct
@@ -347,6 +359,8 @@ struct _RulesProgram
    * by RulesVerdict (for the front ends' negotiation). */
   gboolean effects[RULES_EFFECT_DELIVER_MX + 1];
   gboolean verdicts[RULES_VERDICT_DISCARD + 1];
+  /* Which shared-state checks some rule makes, by RulesStateKind. */
+  gboolean state[RULES_STATE_GREYLISTED + 1];
   char *base_dir;
 };
 
@@ -408,6 +422,9 @@ gboolean rules_value_truthy (const RulesValue *v);
 void rules_value_to_string (RulesRun *run, const RulesValue *v, const char **ptr, gsize *len);
 /* rules-func.c */
 void rules_eval_func (RulesRun *run, const RulesNode *n, RulesValue *out);
+/* rules-func.c: the host's answer to greylisted() for the `greylist` action
+ * `a` (sets run->wait when it must wait). */
+void rules_eval_greylisted (RulesRun *run, const RulesAction *a, RulesValue *out);
 
 /* rules-check.c (expressions) and rules-check-actions.c (the rest) */
 typedef struct
@@ -426,6 +443,10 @@ gboolean rules_check (RulesProgram *prog, const RulesLoadOptions *options, GErro
 gboolean rules_check_expr (RulesCheck *c, RulesNode *n);
 gboolean rules_check_is_const (const RulesNode *n);
 gboolean rules_check_fold_list (RulesCheck *c, RulesNode *n, const char *name);
+/* rules-check-state.c: rate(), concurrency(), greylisted() (arguments and
+ * stages) and the `greylist` action. */
+gboolean rules_check_state_call (RulesCheck *c, RulesNode *n, const char *name);
+gboolean rules_check_greylist_action (RulesCheck *c, const RulesNode *pos, RulesStage stage);
 gboolean rules_check_fail (RulesCheck *c, const RulesNode *n, RulesError code, const char *fmt, ...)
     G_GNUC_PRINTF (4, 5);
 /* rules-eval.c: evaluates a constant node at load and turns it into a LIT. */

@@ -192,6 +192,13 @@ rules_program_has_verdict (const RulesProgram *program, RulesVerdict verdict)
   return program->verdicts[verdict];
 }
 
+gboolean
+rules_program_uses_state (const RulesProgram *program, RulesStateKind kind)
+{
+  g_return_val_if_fail (program != NULL && (guint)kind <= RULES_STATE_GREYLISTED, FALSE);
+  return program->state[kind];
+}
+
 const char *const *
 rules_program_calls (const RulesProgram *program, RulesStage stage)
 {

@@ -13,7 +13,9 @@
  * unanswered asynchronous query suspends it too (RULES_STEP_WAIT) and the
  * next step re-evaluates the same condition (or action argument) from the
  * start.  A `deliver` action ends the (delivery) stage with accept once its
- * effect is handed over.  `continue` is a no-op action (it does not end the stage); a stage
+ * effect is handed over.  `greylist` asks the host (RulesHostVTable.state)
+ * and decides tempfail only while the greylisting triplet has not passed;
+ * else it is a no-op.  `continue` is a no-op action (it does not end the stage); a stage
  * no rule ended yields RULES_VERDICT_CONTINUE.  Once DONE, further steps
  * return the same result.
  *
@@ -163,6 +165,7 @@ finish (RulesRun *run, const RulesRule *r, const RulesAction *a, RulesStep *step
     [RULES_ACT_REJECT] = RULES_VERDICT_REJECT,
     [RULES_ACT_TEMPFAIL] = RULES_VERDICT_TEMPFAIL,
     [RULES_ACT_QUARANTINE] = RULES_VERDICT_QUARANTINE,
+    [RULES_ACT_GREYLIST] = RULES_VERDICT_TEMPFAIL,
   };
   RulesStep *res = &run->result;
 
@@ -179,6 +182,7 @@ finish (RulesRun *run, const RulesRule *r, const RulesAction *a, RulesStep *step
       res->enhanced = a->enhanced;
       res->text = a->text;
       res->rule = r->name;
+      res->greylist = a->kind == RULES_ACT_GREYLIST;
       if (a->kind == RULES_ACT_QUARANTINE)
         res->quarantine = a->name;
     }
@@ -293,6 +297,21 @@ rules_run_step (RulesRun *run, const RulesHostVTable *vtable, gpointer host, Rul
                 return RULES_STEP_CALL;
               case RULES_ACT_CONTINUE:
                 break;
+              case RULES_ACT_GREYLIST:
+                {
+                  /* Decides (tempfail) only while the triplet has not passed. */
+                  RulesValue g = { 0 };
+                  run->wait = FALSE;
+                  rules_eval_greylisted (run, a, &g);
+                  if (run->wait)
+                    {
+                      step->status = RULES_STEP_WAIT;
+                      return RULES_STEP_WAIT;
+                    }
+                  if (rules_value_truthy (&g))
+                    run->decided = a;
+                  break;
+                }
               default:
                 if (!do_action (run, r, a))
                   {

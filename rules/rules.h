@@ -238,6 +238,27 @@ typedef enum
   RULES_QUERY_RESOLVES, /* name = a host name; answer BOOL (has an A/AAAA record) */
 } RulesQuery;
 
+/* Shared-state checks, answered by RulesHostVTable.state (the engine keeps
+ * the counters in vps/state.h, in memory or in Redis). */
+typedef enum
+{
+  RULES_STATE_RATE,        /* key, limit, period: BOOL, TRUE while the events of key in the
+                            * sliding period (this one included) are at most limit */
+  RULES_STATE_CONCURRENCY, /* key: INT, the open sessions of key (this one joins it) */
+  RULES_STATE_GREYLISTED,  /* BOOL: TRUE = defer now (the greylisting triplet of the
+                            * recipient, or of any accepted recipient at data, has not passed) */
+} RulesStateKind;
+
+typedef struct
+{
+  RulesStateKind kind;
+  const char *key; /* RATE, CONCURRENCY: NUL-terminated, no namespace (the host adds it) */
+  gsize key_len;
+  gint64 limit;       /* RATE: events allowed in the period, >= 1 */
+  gint64 period;      /* RATE: seconds, >= 1 */
+  gconstpointer site; /* the call in the program: two calls with one key count twice */
+} RulesStateCall;
+
 /* Non-terminal actions, handed to the host with their arguments evaluated.
  * Header names were validated at load; values are whatever the expression
  * gave: the host validates them (no CR/LF/NUL) before applying them. */
@@ -284,6 +305,13 @@ typedef struct
   void (*effect) (gpointer host, const RulesEffect *effect);
   /* A rule matched (its `when` was true); for reports and statistics. May be NULL. */
   void (*matched) (gpointer host, const char *rule);
+  /* A shared-state check (rate, concurrency, greylisting): as query, TRUE
+   * with *out filled when answered, FALSE to make the run wait.  The host
+   * must answer a re-evaluation of the same call (same site and key, same
+   * RulesRun) from its own cache: each evaluation counts once.  NULL: every
+   * check answers "not limited" (rate true, concurrency 0, greylisted
+   * false). */
+  gboolean (*state) (gpointer host, const RulesStateCall *call, RulesValue *out);
 } RulesHostVTable;
 
 /* ---- loading -------------------------------------------------------------- */
@@ -337,6 +365,9 @@ gboolean rules_program_reads (const RulesProgram *program, RulesVar var);
  * more: look at rules_program_calls too.) */
 gboolean rules_program_has_effect (const RulesProgram *program, RulesEffectKind effect);
 gboolean rules_program_has_verdict (const RulesProgram *program, RulesVerdict verdict);
+/* Does some rule make this shared-state check (rate(), concurrency(),
+ * greylisted() or the `greylist` action for RULES_STATE_GREYLISTED)? */
+gboolean rules_program_uses_state (const RulesProgram *program, RulesStateKind kind);
 /* Names of the connectors called anywhere in `stage`; NULL-terminated, owned by the program. */
 const char *const *rules_program_calls (const RulesProgram *program, RulesStage stage);
 /* Names of the `set` variables, index order. */
@@ -378,6 +409,9 @@ typedef struct
   const char *const *calls;
   gsize n_calls;
   const char *call_rule; /* the rule holding the `call` */
+  /* RULES_STEP_DONE by a `greylist` action: with code 0 the host gives its
+   * configured greylisting reply instead of the tempfail default. */
+  gboolean greylist;
 } RulesStep;
 
 typedef struct _RulesRun RulesRun;

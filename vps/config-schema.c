@@ -30,14 +30,16 @@ static const char *const bare_newlines[] = { "reject", "normalize", NULL };
 static const char *const vrfy_modes[] = { "ambiguous", "disabled", NULL };
 static const char *const delivery_tls_policies[] = { "none", "may", "encrypt", "verify", NULL };
 static const char *const tls_versions[] = { "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL };
+static const char *const state_backends[] = { "memory", "redis", NULL };
+static const char *const state_on_errors[] = { "pass", "tempfail", NULL };
 static const char *const on_errors[]
     = { "continue", "accept", "reject", "tempfail", "discard", "quarantine", NULL };
 
 /* Groups with a fixed key set.  [export] has free keys (NAME = directory)
  * and [connector NAME] has common keys plus keys the connector class checks. */
 static const char *const fixed_groups[] = {
-  "vpsd",       "milter", "policy", "grpc",  "tls",      "limits", "log",
-  "quarantine", "export", "vsmtpd", "queue", "delivery", "dns",    NULL,
+  "vpsd",   "milter", "policy", "grpc",     "tls", "limits", "log",      "quarantine",
+  "export", "vsmtpd", "queue",  "delivery", "dns", "state",  "greylist", NULL,
 };
 
 /* clang-format off */
@@ -221,6 +223,41 @@ static const VpsConfigKeyDef schema[] = {
   { "dns", "nameserver", VPS_CFG_NAMESERVER, NULL, 0, 0, NULL,
     "resolver to ask (IP or IP:PORT); the system resolver when unset" },
   { "dns", "timeout", VPS_CFG_DURATION, "5s", 1, SEC (300), NULL, "time allowed for one query" },
+
+  { "state", "backend", VPS_CFG_ENUM, "memory", 0, 0, state_backends,
+    "where rate counters, greylisting and connection counts live: memory (this process) or redis (shared)" },
+  { "state", "max_keys", VPS_CFG_INT, "1000000", 1, 100000000, NULL,
+    "memory: keys held; past it the least recently used goes" },
+  /* "host:port", "[v6]:port" or "unix:/path": checked by vps_state_new(). */
+  { "state", "address", VPS_CFG_STRING, "127.0.0.1:6379", 0, 0, NULL,
+    "redis: HOST:PORT, [IPV6]:PORT or unix:/path of the Redis server" },
+  { "state", "password", VPS_CFG_STRING, NULL, 0, 0, NULL,
+    "redis: sent with AUTH after connecting; no AUTH when unset" },
+  { "state", "timeout", VPS_CFG_DURATION, "200ms", 1, SEC (60), NULL,
+    "redis: time allowed for one batch of operations; past it on_error applies" },
+  { "state", "connect_timeout", VPS_CFG_DURATION, "1s", 1, SEC (60), NULL,
+    "redis: time allowed to connect (and authenticate)" },
+  { "state", "connections", VPS_CFG_INT, "2", 1, 64, NULL,
+    "redis: connections in the pool (batches are pipelined on each)" },
+  { "state", "on_error", VPS_CFG_ENUM, "pass", 0, 0, state_on_errors,
+    "when the backend fails or times out: pass (rate() and concurrency() do not limit, greylisting lets mail through; logged once a minute) or tempfail (the stage answers 451 4.3.0)" },
+
+  { "greylist", "delay", VPS_CFG_DURATION, "300s", 1000, DAY, NULL,
+    "how long a new (client network, sender, recipient) triplet is deferred (postgrey --delay)" },
+  { "greylist", "lifetime", VPS_CFG_DURATION, "35d", SEC (3600), 400 * DAY, NULL,
+    "how long a triplet that passed, and an auto-whitelisted client, are remembered since last seen (postgrey --max-age)" },
+  { "greylist", "retry_window", VPS_CFG_DURATION, "2d", SEC (60), 30 * DAY, NULL,
+    "how long after the first attempt a retry still counts, later the triplet starts over (postgrey --retry-window); must be longer than delay" },
+  { "greylist", "auto_whitelist", VPS_CFG_INT, "5", 0, 1000000, NULL,
+    "a client address whose triplets passed this many times (counted at most once an hour) is no longer greylisted; 0 = off (postgrey --auto-whitelist-clients)" },
+  { "greylist", "whitelist_clients", VPS_CFG_CIDR_LIST, "", 0, 0, NULL,
+    "client addresses or networks never greylisted" },
+  { "greylist", "code", VPS_CFG_INT, "450", 400, 499, NULL,
+    "reply code of a deferral by the greylist action" },
+  { "greylist", "enhanced", VPS_CFG_STRING, "4.2.0", 0, 0, NULL,
+    "enhanced status code of that reply (4.2.0, as postgrey: Exchange retries it)" },
+  { "greylist", "text", VPS_CFG_STRING, "Greylisted, please try again later", 0, 0, NULL,
+    "text of that reply" },
 
   { "connector", "type", VPS_CFG_IDENT, NULL, 0, 0, NULL,
     "connector class: milter, policy, grpc, http, exec, clamav (required)" },

@@ -12,7 +12,8 @@
  * modifications (a refused one is logged, not applied), log lines, exports
  * (written unless the txn is a dry run; a failure is logged) and delivery
  * decisions on the txn.  matched: the names of rules whose `when` held go
- * to the stage result.
+ * to the stage result.  state: rate(), concurrency() and greylisting,
+ * answered by engine-state.c.
  */
 #include "vps/engine-private.h"
 
@@ -496,9 +497,16 @@ host_matched (gpointer host, const char *rule)
   g_ptr_array_add (sr->result->matched, g_strdup (rule));
 }
 
+static gboolean
+host_state (gpointer host, const RulesStateCall *call, RulesValue *out)
+{
+  return vps_stage_run_state (host, call, out);
+}
+
 const RulesHostVTable vps_engine_host_vtable = {
   .get = host_get,
   .query = host_query,
   .effect = host_effect,
   .matched = host_matched,
+  .state = host_state,
 };

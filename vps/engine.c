@@ -34,6 +34,7 @@ struct _VpsEngine
   GPtrArray *connectors; /* VpsConnector* */
   GMutex quarantine_lock;
   VpsQuarantine *quarantine; /* opened at creation or on first use */
+  VpsEngineState *es;        /* rate(), concurrency(), greylisting */
   guint64 stats[RULES_N_STAGES][N_VERDICTS];
 };
 
@@ -194,6 +195,11 @@ vps_engine_new_with_program (VpsConfig *cfg, RulesProgram *program, GError **err
   e->program = rules_program_ref (program);
   e->connectors = g_ptr_array_new_with_free_func ((GDestroyNotify)vps_connector_unref);
   g_mutex_init (&e->quarantine_lock);
+  if ((e->es = vps_engine_state_new (e->cfg, program, error)) == NULL)
+    {
+      vps_engine_unref (e);
+      return NULL;
+    }
   for (gsize i = 0; i < vps_config_n_connectors (e->cfg); i++)
     {
       VpsConnector *c = vps_connector_new (e->cfg, vps_config_connector (e->cfg, i), error);
@@ -284,8 +290,21 @@ vps_engine_unref (VpsEngine *e)
   rules_program_unref (e->program);
   vps_config_unref (e->cfg);
   g_clear_pointer (&e->quarantine, vps_quarantine_unref);
+  g_clear_pointer (&e->es, vps_engine_state_free);
   g_mutex_clear (&e->quarantine_lock);
   g_free (e);
+}
+
+VpsEngineState *
+vps_engine_get_state_ctx (VpsEngine *e)
+{
+  return e->es;
+}
+
+VpsState *
+vps_engine_get_state (VpsEngine *e)
+{
+  return vps_engine_state_get (e->es);
 }
 
 VpsConfig *
@@ -362,6 +381,7 @@ stage_run_free (VpsStageRun *sr)
   g_clear_pointer (&sr->call_results, g_ptr_array_unref);
   g_clear_pointer (&sr->dns_started, g_hash_table_unref);
   g_clear_pointer (&sr->scratch, g_ptr_array_unref);
+  vps_stage_run_state_free (sr);
   g_free (sr->call_rule);
   vps_txn_unref (sr->txn);
   vps_session_unref (sr->session);
@@ -581,9 +601,20 @@ stage_advance (VpsStageRun *sr)
           stage_run_free (sr);
           return;
         }
+      if (vps_stage_run_state_failed (sr))
+        {
+          /* [state] on_error = tempfail: the backend could not answer */
+          stage_done (sr, RULES_VERDICT_TEMPFAIL, 451, "4.3.0",
+                      "Policy state unavailable, try again later", "state backend", NULL);
+          stage_run_free (sr);
+          return;
+        }
       switch (rules_run_step (sr->run, &vps_engine_host_vtable, sr, &step))
         {
           case RULES_STEP_DONE:
+            if (step.greylist && step.code == 0)
+              vps_engine_state_greylist_reply (sr->engine->es, &step.code, &step.enhanced,
+                                               &step.text);
             stage_done (sr, step.verdict, step.code, step.enhanced, step.text, step.rule,
                         step.quarantine);
             stage_run_free (sr);
@@ -593,6 +624,8 @@ stage_advance (VpsStageRun *sr)
             break;
           case RULES_STEP_WAIT:
           default:
+            /* the state checks this evaluation queued: one batch */
+            vps_stage_run_state_flush (sr);
             break;
         }
       /* start_calls may have finished the stage synchronously */
@@ -645,6 +678,7 @@ vps_engine_run_stage_async (VpsEngine *engine, VpsSession *session, VpsTxn *txn,
     }
   state = vps_txn_get_rules_state (txn, engine->program);
   sr->run = rules_run_new (engine->program, state, stage);
+  vps_stage_run_state_begin (sr);
   stage_advance (sr);
 }
 

@@ -9,6 +9,8 @@
  * transaction on the caller's thread-default main context: it evaluates the
  * RulesRun, answers values from the session/transaction/message and from
  * earlier connector results (NAME.field), runs DNS queries (vps/dns.h),
+ * answers rate(), concurrency() and greylisting from the shared state
+ * (vps/state.h; engine-state.c, engine-greylist.c; docs/state.md),
  * turns non-terminal actions into modifications, log lines, exports and
  * delivery decisions, and runs `call`ed connectors concurrently, merging
  * their verdicts by severity (discard > reject > tempfail > quarantine >
@@ -47,6 +49,10 @@ typedef enum
 /* Bound on connector call rounds (RULES_STEP_CALL) and DNS waits in one
  * stage: a program cannot make the engine loop forever. */
 #define VPS_ENGINE_MAX_STEPS 4096
+/* concurrency(): a session's membership of a key expires this long after
+ * the session's last stage (every stage renews it; the end of the session
+ * removes it), so the sessions of an instance that crashed stop counting. */
+#define VPS_ENGINE_CONC_TTL_MS (30 * 60 * 1000)
 
 /* ---- stage results -------------------------------------------------------- */
 
@@ -127,6 +133,12 @@ VpsStageResult *vps_engine_run_stage_sync (VpsEngine *engine, VpsSession *sessio
 /* Store the txn's message into its quarantine (the txn's quarantine name),
  * with the metadata object of vps/report.h; *out_id the store's id. */
 gboolean vps_engine_quarantine_txn (VpsEngine *engine, VpsTxn *txn, char **out_id, GError **error);
+
+/* The shared state (vps/state.h) of rate(), concurrency() and greylisting:
+ * engines made from the same [state] values share one (a reload keeps the
+ * counters).  NULL when the rules make no such check.  Borrowed. */
+typedef struct _VpsState VpsState;
+VpsState *vps_engine_get_state (VpsEngine *engine);
 
 /* Statistics since the engine was created (atomic reads). */
 guint64 vps_engine_stats_stage (VpsEngine *engine, RulesStage stage, RulesVerdict verdict);

@@ -27,6 +27,7 @@ struct _VpsSession
   GHashTable *dns_cache; /* key → GINT_TO_POINTER (answer + 1) */
   gboolean accept_all;
   GArray *end_notifies; /* EndNotify, or NULL */
+  GPtrArray *joined;    /* char*: concurrency() keys, or NULL */
 };
 
 typedef struct
@@ -115,6 +116,7 @@ vps_session_unref (VpsSession *s)
       n->func (n->data);
     }
   g_clear_pointer (&s->end_notifies, g_array_unref);
+  g_clear_pointer (&s->joined, g_ptr_array_unref);
   g_free (s->client_ip);
   g_free (s->client_ptr);
   g_free (s->server_ip);
@@ -142,6 +144,27 @@ vps_session_add_end_notify (VpsSession *s, GDestroyNotify func, gpointer data)
     return FALSE;
   g_array_append_val (s->end_notifies, n);
   return TRUE;
+}
+
+gboolean
+vps_session_join (VpsSession *s, const char *key)
+{
+  g_return_val_if_fail (key != NULL, FALSE);
+  if (s->joined == NULL)
+    s->joined = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < s->joined->len; i++)
+    if (strcmp (g_ptr_array_index (s->joined, i), key) == 0)
+      return FALSE;
+  if (s->joined->len >= VPS_SESSION_MAX_JOINED)
+    return FALSE;
+  g_ptr_array_add (s->joined, g_strdup (key));
+  return TRUE;
+}
+
+GPtrArray *
+vps_session_get_joined (const VpsSession *s)
+{
+  return s->joined;
 }
 
 static void

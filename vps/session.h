@@ -86,6 +86,16 @@ const char *vps_session_get_macro (const VpsSession *session, const char *name);
 #define VPS_SESSION_MAX_END_NOTIFIES 64
 gboolean vps_session_add_end_notify (VpsSession *session, GDestroyNotify func, gpointer data);
 
+/* concurrency(): the shared-state keys (namespaced) this session is a member
+ * of, so that its end can leave them (vps/engine-state.c registers the end
+ * notify that does).  TRUE when `key` is new and was added; FALSE when it is
+ * known or VPS_SESSION_MAX_JOINED keys are joined already. */
+#define VPS_SESSION_MAX_JOINED 16
+gboolean vps_session_join (VpsSession *session, const char *key);
+/* The joined keys (char*), NULL before the first join; borrowed (an end
+ * notify takes its own reference with g_ptr_array_ref). */
+GPtrArray *vps_session_get_joined (const VpsSession *session);
+
 /* accept_all given at connect or helo covers the whole session. */
 void vps_session_set_accept_all (VpsSession *session, gboolean accept_all);
 gboolean vps_session_get_accept_all (const VpsSession *session);

@@ -103,7 +103,66 @@ fake_matched (gpointer host, const char *rule)
   g_ptr_array_add (h->matched, g_strdup (rule));
 }
 
-const RulesHostVTable fake_vtable = { fake_get, fake_query, fake_effect, fake_matched };
+/* Counts each evaluation: a re-evaluation after a WAIT must come back to
+ * the same site and key, and is answered from state_answers. */
+static gboolean
+fake_state (gpointer host, const RulesStateCall *c, RulesValue *out)
+{
+  FakeHost *h = host;
+  g_autofree char *ck = g_strdup_printf ("%p:%d:%s", c->site, (int)c->kind, c->key ? c->key : "");
+  gpointer ans;
+  gint64 n = 0, answer;
+
+  if (g_hash_table_lookup_extended (h->state_answers, ck, NULL, &ans))
+    answer = GPOINTER_TO_INT (ans);
+  else if (g_hash_table_contains (h->state_held, ck))
+    return FALSE;
+  else
+    {
+      if (c->key)
+        {
+          g_assert_cmpuint (strlen (c->key), ==, c->key_len);
+          n = GPOINTER_TO_INT (g_hash_table_lookup (h->counts, c->key)) + 1;
+          g_hash_table_insert (h->counts, g_strdup (c->key), GINT_TO_POINTER ((int)n));
+        }
+      switch (c->kind)
+        {
+          case RULES_STATE_RATE:
+            g_ptr_array_add (h->state_calls,
+                             g_strdup_printf ("rate %s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT,
+                                              c->key, c->limit, c->period));
+            answer = n <= c->limit;
+            break;
+          case RULES_STATE_CONCURRENCY:
+            g_ptr_array_add (h->state_calls, g_strdup_printf ("concurrency %s", c->key));
+            answer = n;
+            break;
+          default:
+            g_ptr_array_add (h->state_calls, g_strdup ("greylisted"));
+            answer = h->grey_defer;
+            break;
+        }
+      if (h->state_async)
+        {
+          g_hash_table_insert (h->state_held, g_steal_pointer (&ck), GINT_TO_POINTER ((int)answer));
+          return FALSE;
+        }
+      g_hash_table_insert (h->state_answers, g_strdup (ck), GINT_TO_POINTER ((int)answer));
+    }
+  if (c->kind == RULES_STATE_CONCURRENCY)
+    rules_value_set_int (out, answer);
+  else
+    rules_value_set_bool (out, answer != 0);
+  return TRUE;
+}
+
+gint64
+fake_state_count (FakeHost *h, const char *key)
+{
+  return GPOINTER_TO_INT (g_hash_table_lookup (h->counts, key));
+}
+
+const RulesHostVTable fake_vtable = { fake_get, fake_query, fake_effect, fake_matched, fake_state };
 
 FakeHost *
 fake_host_new (void)
@@ -116,6 +175,10 @@ fake_host_new (void)
   h->effects = g_ptr_array_new_with_free_func (g_free);
   h->matched = g_ptr_array_new_with_free_func (g_free);
   h->strings = g_ptr_array_new_with_free_func (g_free);
+  h->counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  h->state_answers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  h->state_held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  h->state_calls = g_ptr_array_new_with_free_func (g_free);
   return h;
 }
 
@@ -129,6 +192,10 @@ fake_host_free (FakeHost *h)
   g_ptr_array_unref (h->effects);
   g_ptr_array_unref (h->matched);
   g_ptr_array_unref (h->strings);
+  g_hash_table_unref (h->counts);
+  g_hash_table_unref (h->state_answers);
+  g_hash_table_unref (h->state_held);
+  g_ptr_array_unref (h->state_calls);
   g_free (h);
 }
 
@@ -224,6 +291,8 @@ fake_run_stage (RulesProgram *prog, RulesState *state, RulesStage stage, FakeHos
     *n_waits = 0;
   if (n_calls)
     *n_calls = 0;
+  /* state answers belong to one run, as the engine's cache does */
+  g_hash_table_remove_all (h->state_answers);
   for (;;)
     {
       RulesStepStatus st = rules_run_step (run, &fake_vtable, h, &step);
@@ -234,9 +303,14 @@ fake_run_stage (RulesProgram *prog, RulesState *state, RulesStage stage, FakeHos
       if (st == RULES_STEP_WAIT)
         {
           GHashTableIter it;
-          gpointer k;
+          gpointer k, v;
           g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-          g_assert_cmpuint (g_hash_table_size (h->pending), >, 0);
+          g_assert_cmpuint (g_hash_table_size (h->pending) + g_hash_table_size (h->state_held), >,
+                            0);
+          g_hash_table_iter_init (&it, h->state_held);
+          while (g_hash_table_iter_next (&it, &k, &v))
+            g_hash_table_insert (h->state_answers, g_strdup (k), v);
+          g_hash_table_remove_all (h->state_held);
           g_hash_table_iter_init (&it, h->pending);
           while (g_hash_table_iter_next (&it, &k, NULL))
             g_ptr_array_add (names, g_strdup (k));

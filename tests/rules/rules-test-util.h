@@ -2,7 +2,8 @@
  *
  * rules-test-util.h — a fake engine for the rules tests: values by RulesVar
  * (and "connector.field"), a query cache that answers only after a WAIT,
- * recorded effects and matched rules, and the connector declarations of the
+ * recorded effects and matched rules, shared-state checks counted in a
+ * table (answered at once or, like Redis, after a WAIT), and the connector declarations of the
  * RULES.md example (clamav, rspamd, spf, greylist).
  */
 #pragma once
@@ -18,6 +19,13 @@ typedef struct
   GPtrArray *effects;  /* "kind name=value" strings */
   GPtrArray *matched;  /* rule names */
   GPtrArray *strings;  /* storage for values */
+  /* shared-state checks (rate, concurrency, greylisted) */
+  gboolean state_async;      /* answer only after a WAIT, like Redis */
+  gboolean grey_defer;       /* greylisted() answer */
+  GHashTable *counts;        /* key -> GINT64 events counted */
+  GHashTable *state_answers; /* "site:kind:key" -> answer (this run) */
+  GHashTable *state_held;    /* counted, answered at the next WAIT */
+  GPtrArray *state_calls;    /* "rate KEY N P", "concurrency KEY", "greylisted" */
 } FakeHost;
 
 extern const RulesHostVTable fake_vtable;
@@ -33,6 +41,8 @@ void fake_set_bool (FakeHost *h, RulesVar var, const char *arg, gboolean b);
 void fake_set_ip (FakeHost *h, RulesVar var, const char *ip);
 void fake_set_strv (FakeHost *h, RulesVar var, const char *arg, const char *const *v);
 void fake_set_conn (FakeHost *h, const char *conn, const char *field, const RulesValue *v);
+/* Events counted for a state key (rate, concurrency). */
+gint64 fake_state_count (FakeHost *h, const char *key);
 /* Answers a query that was (or will be) started. */
 void fake_answer (FakeHost *h, const char *name, gboolean listed);
 
