@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  *
- * delivery-remote-maps.c — the files remote delivery consults at each
- * delivery (read again only when they change): [delivery] tls_policy_map (`DESTINATION POLICY` lines) and
+ * delivery-remote-maps.c — what remote delivery reads from outside the
+ * SMTP session: relay targets as routes write them, the envelope's DSN
+ * values, and the files it consults at each delivery (read again only
+ * when they change): [delivery] tls_policy_map (`DESTINATION POLICY` lines) and
  * relay_auth_file (`[host]:port user password` lines, refused when group or
  * others may access it).  Bounded (VPS_REMOTE_MAX_MAP_*), every error as
  * FILE:LINE; a file that does not load defers remote delivery rather than
@@ -343,4 +345,66 @@ vps_remote_check_config (VpsConfig *cfg, GError **error)
   g_autoptr (GHashTable) auth = NULL;
 
   return vps_remote_load_maps (cfg, &tls_map, &auth, error);
+}
+
+/* ---- targets and envelope values ---------------------------------------------- */
+
+gboolean
+vps_remote_parse_target (const char *target, char **host, guint16 *port, gboolean *mx_lookup)
+{
+  const char *end;
+  const char *colon;
+  guint64 p = 25;
+
+  *host = NULL;
+  if (target == NULL || *target == '\0' || strlen (target) > VPS_REMOTE_MAX_TARGET)
+    return FALSE;
+  if (target[0] == '[')
+    {
+      end = strchr (target, ']');
+      if (end == NULL || end == target + 1)
+        return FALSE;
+      *mx_lookup = FALSE;
+      *host = g_strndup (target + 1, end - target - 1);
+      colon = end[1] == ':' ? end + 1 : NULL;
+      if (end[1] != '\0' && colon == NULL)
+        goto bad;
+    }
+  else
+    {
+      colon = strrchr (target, ':');
+      if (colon == target)
+        return FALSE;
+      *mx_lookup = TRUE;
+      *host = colon ? g_strndup (target, colon - target) : g_strdup (target);
+    }
+  if (colon != NULL && !g_ascii_string_to_unsigned (colon + 1, 10, 1, 65535, &p, NULL))
+    goto bad;
+  *port = (guint16)p;
+  return TRUE;
+bad:
+  g_clear_pointer (host, g_free);
+  return FALSE;
+}
+
+SmtpRet
+vps_remote_ret (const char *ret)
+{
+  if (ret != NULL && g_ascii_strcasecmp (ret, "FULL") == 0)
+    return SMTP_RET_FULL;
+  if (ret != NULL && g_ascii_strcasecmp (ret, "HDRS") == 0)
+    return SMTP_RET_HDRS;
+  return SMTP_RET_DEFAULT;
+}
+
+SmtpBody
+vps_remote_body (const char *body)
+{
+  if (body == NULL)
+    return SMTP_BODY_DEFAULT;
+  if (g_ascii_strcasecmp (body, "8BITMIME") == 0)
+    return SMTP_BODY_8BITMIME;
+  if (g_ascii_strcasecmp (body, "BINARYMIME") == 0)
+    return SMTP_BODY_BINARYMIME;
+  return SMTP_BODY_7BIT;
 }

@@ -8,7 +8,14 @@
 
 #include "mta/delivery-remote.h"
 
+#include "proto/smtp/smtp.h"
+
 G_BEGIN_DECLS
+
+/* The envelope's RET and BODY values ("FULL", "8BITMIME", ...; NULL: none
+ * given) as smtp-out takes them. */
+SmtpRet vps_remote_ret (const char *ret);
+SmtpBody vps_remote_body (const char *body);
 
 /* Credentials for one relay target. */
 typedef struct

@@ -162,28 +162,6 @@ static void G_GNUC_PRINTF (3, 4) group_finish (Group *g, VpsRcptState state, con
   group_done (g);
 }
 
-static SmtpRet
-ret_from_env (const char *ret)
-{
-  if (ret != NULL && g_ascii_strcasecmp (ret, "FULL") == 0)
-    return SMTP_RET_FULL;
-  if (ret != NULL && g_ascii_strcasecmp (ret, "HDRS") == 0)
-    return SMTP_RET_HDRS;
-  return SMTP_RET_DEFAULT;
-}
-
-static SmtpBody
-body_from_env (const char *body)
-{
-  if (body == NULL)
-    return SMTP_BODY_DEFAULT;
-  if (g_ascii_strcasecmp (body, "8BITMIME") == 0)
-    return SMTP_BODY_8BITMIME;
-  if (g_ascii_strcasecmp (body, "BINARYMIME") == 0)
-    return SMTP_BODY_BINARYMIME;
-  return SMTP_BODY_7BIT;
-}
-
 static void next_host (Group *g);
 static void try_address (Group *g);
 
@@ -370,9 +348,9 @@ try_address (Group *g)
   msg.sender = env->sender ? env->sender : "";
   msg.rcpts = rcpts;
   msg.n_rcpts = g->rcpts->len;
-  msg.ret = ret_from_env (env->ret);
+  msg.ret = vps_remote_ret (env->ret);
   msg.envid = env->envid;
-  msg.body = body_from_env (env->body);
+  msg.body = vps_remote_body (env->body);
   msg.smtputf8 = env->smtputf8;
   msg.content = job->raw;
   vps_smtp_out_send_async (out, &target, &msg, job->remote->cancellable, sent_cb, g);
@@ -571,44 +549,6 @@ group_run (Group *g)
       return;
     }
   vps_resolver_lookup_mx_async (g->job->resolver, g->dest, g->job->remote->cancellable, mx_cb, g);
-}
-
-gboolean
-vps_remote_parse_target (const char *target, char **host, guint16 *port, gboolean *mx_lookup)
-{
-  const char *end;
-  const char *colon;
-  guint64 p = 25;
-
-  *host = NULL;
-  if (target == NULL || *target == '\0' || strlen (target) > VPS_REMOTE_MAX_TARGET)
-    return FALSE;
-  if (target[0] == '[')
-    {
-      end = strchr (target, ']');
-      if (end == NULL || end == target + 1)
-        return FALSE;
-      *mx_lookup = FALSE;
-      *host = g_strndup (target + 1, end - target - 1);
-      colon = end[1] == ':' ? end + 1 : NULL;
-      if (end[1] != '\0' && colon == NULL)
-        goto bad;
-    }
-  else
-    {
-      colon = strrchr (target, ':');
-      if (colon == target)
-        return FALSE;
-      *mx_lookup = TRUE;
-      *host = colon ? g_strndup (target, colon - target) : g_strdup (target);
-    }
-  if (colon != NULL && !g_ascii_string_to_unsigned (colon + 1, 10, 1, 65535, &p, NULL))
-    goto bad;
-  *port = (guint16)p;
-  return TRUE;
-bad:
-  g_clear_pointer (host, g_free);
-  return FALSE;
 }
 
 /* The key of a relay target in tls_policy_map and relay_auth_file:

@@ -39,7 +39,7 @@ typedef struct
       sizeof ((const StateStep[]){ __VA_ARGS__ }) / sizeof (StateStep)
 
 /* clang-format off */
-static const StateCase state_cases[] = {
+static const StateCase state_cases[] G_GNUC_UNUSED = {
   { "get-absent", STEPS ({ 0, VPS_STATE_GET, "k", NULL, 0, 0, 0, FALSE, OK }), FALSE },
   { "incr", STEPS (
       { 0, VPS_STATE_INCR, "k", NULL, 1, 10000, 1, FALSE, OK },
@@ -144,10 +144,10 @@ typedef struct
   guint n; /* ops in the batch (copies of op) */
 } StateInvalidCase;
 
-static char state_long_key[VPS_STATE_MAX_KEY + 2];
-static char state_long_member[VPS_STATE_MAX_MEMBER + 2];
+static char state_long_key[VPS_STATE_MAX_KEY + 2] G_GNUC_UNUSED;
+static char state_long_member[VPS_STATE_MAX_MEMBER + 2] G_GNUC_UNUSED;
 
-static void
+static inline void
 state_invalid_init (void)
 {
   memset (state_long_key, 'k', VPS_STATE_MAX_KEY + 1);
@@ -155,7 +155,7 @@ state_invalid_init (void)
 }
 
 /* clang-format off */
-static const StateInvalidCase state_invalid_cases[] = {
+static const StateInvalidCase state_invalid_cases[] G_GNUC_UNUSED = {
   { "empty-batch", { VPS_STATE_GET, "k", NULL, 0, 0 }, 0 },
   { "too-many-ops", { VPS_STATE_GET, "k", NULL, 0, 0 }, VPS_STATE_MAX_OPS + 1 },
   { "key-null", { VPS_STATE_GET, NULL, NULL, 0, 0 }, 1 },
@@ -184,7 +184,7 @@ typedef struct
   GThread *thread;
 } StateWait;
 
-static void
+static inline void
 state_wait_cb (VpsState *state, const VpsStateResult *results, guint n, const GError *error,
                gpointer p)
 {
@@ -201,7 +201,7 @@ state_wait_cb (VpsState *state, const VpsStateResult *results, guint n, const GE
 
 /* Run one batch to its callback on the thread-default context; fails the
  * test if it takes longer than limit_ms.  Returns the elapsed ms. */
-static gint64
+static inline gint64
 state_run_async (VpsState *state, const VpsStateOp *ops, guint n, GCancellable *cancellable,
                  StateWait *w, gint64 limit_ms)
 {
@@ -228,7 +228,7 @@ state_run_async (VpsState *state, const VpsStateOp *ops, guint n, GCancellable *
   return (g_get_monotonic_time () - start) / 1000;
 }
 
-static VpsStateOp
+static inline VpsStateOp
 state_op_of (const StateStep *s, const char *prefix, GString *key)
 {
   VpsStateOp op = { s->kind, NULL, s->member, s->value, s->ttl_ms };
