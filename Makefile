@@ -14,7 +14,7 @@ FUZZ_SECONDS ?= 5
 MESON_SETUP = meson setup --wipe
 
 .PHONY: all deps build run test test-unit test-asan test-valgrind fuzz fuzz-build \
-        check-format format bench clean
+        check-format format bench clean deb
 
 all: build
 
@@ -71,6 +71,12 @@ bench: build
 
 bench-%: build
 	@sh bench/run.sh $(BUILD) $*
+
+# The Debian package, built from a copy of the work tree with
+# dpkg-buildpackage -us -uc -b (unit tests run; lintian errors fail it):
+# $(BUILD)/deb/vps_VERSION_ARCH.deb.  Unchanged tree: reused at once.
+deb: deps
+	@sh packaging/debian/make-deb.sh $(BUILD)/deb
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

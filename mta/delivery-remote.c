@@ -28,6 +28,7 @@
 #include "mta/smtp-out.h"
 #include "vps/dns.h"
 #include "vps/log.h"
+#include "vps/metrics.h"
 
 struct _VpsRemote
 {
@@ -94,6 +95,7 @@ set_rcpt (VpsQueueRcpt *r, VpsRcptState state, char *result)
   g_free (r->result);
   r->result = result;
   r->updated = g_get_real_time ();
+  vps_metrics_count_delivery (vps_rcpt_state_name (state));
 }
 
 static void slot_release (VpsRemote *remote, char *key);

@@ -29,6 +29,7 @@
 
 #include "mta/local.h"
 #include "vps/log.h"
+#include "vps/metrics.h"
 #include "vps/message.h"
 
 /* ---- routes ------------------------------------------------------------------ */
@@ -159,6 +160,7 @@ set_state (VpsQueueRcpt *r, VpsRcptState state, char *result)
   g_free (r->result);
   r->result = result;
   r->updated = g_get_real_time ();
+  vps_metrics_count_delivery (vps_rcpt_state_name (state)); /* issue 10: metrics */
 }
 
 static void
@@ -548,6 +550,10 @@ pool_func (gpointer data, gpointer user_data)
 void
 vps_delivery_submit_envelope (VpsDelivery *delivery, const char *id, VpsEnvelope *env)
 {
+  /* issue 10: metrics — only the SMTP server hands over a just-committed
+   * envelope (smtp-message.c); bounces and scans come without one */
+  if (env != NULL)
+    vps_metrics_count_message (VPS_METRICS_FRONTEND_SMTP);
   g_mutex_lock (&delivery->lock);
   if (g_hash_table_contains (delivery->in_flight, id))
     g_hash_table_insert (delivery->in_flight, g_strdup (id), GINT_TO_POINTER (2));

@@ -151,12 +151,31 @@ worker_free (gpointer data)
 
 /* ---- drain ----------------------------------------------------------------- */
 
+/* One drain round: how many workers have not run their part yet.  Shared
+ * (a reference each) by on_drain and every worker's call, since on_drain
+ * may return first (not final, or a stuck worker). */
+typedef struct
+{
+  gint pending;
+} DrainRound;
+
 typedef struct
 {
   VpsSmtpWorker *worker;
   gboolean final;
-  gint *pending;
+  DrainRound *round; /* a reference */
 } DrainCall;
+
+/* The call's source is destroyed after it ran, or with a worker context
+ * that stops before it could: either way the call goes. */
+static void
+drain_call_free (gpointer data)
+{
+  DrainCall *d = data;
+
+  g_atomic_rc_box_release (d->round);
+  g_free (d);
+}
 
 static gboolean
 drain_worker (gpointer data)
@@ -177,8 +196,7 @@ drain_worker (gpointer data)
         vps_smtp_conn_tick (conn, now, TRUE);
       vps_smtp_conn_unref (conn);
     }
-  g_atomic_int_add (d->pending, -1);
-  g_free (d);
+  g_atomic_int_add (&d->round->pending, -1);
   return G_SOURCE_REMOVE;
 }
 
@@ -186,7 +204,7 @@ static void
 on_drain (gboolean final, gpointer data)
 {
   VpsSmtpServer *server = data;
-  gint pending = 0;
+  DrainRound *round = g_atomic_rc_box_new0 (DrainRound);
   GHashTableIter it;
   gpointer w;
   gint64 until = g_get_monotonic_time () + G_USEC_PER_SEC;
@@ -199,15 +217,17 @@ on_drain (gboolean final, gpointer data)
 
       d->worker = w;
       d->final = final;
-      d->pending = &pending;
-      g_atomic_int_inc (&pending);
-      g_main_context_invoke (d->worker->context, drain_worker, d);
+      d->round = g_atomic_rc_box_acquire (round);
+      g_atomic_int_inc (&round->pending);
+      g_main_context_invoke_full (d->worker->context, G_PRIORITY_DEFAULT, drain_worker, d,
+                                  drain_call_free);
     }
   g_mutex_unlock (&server->workers_lock);
   /* the final goodbye must be written before the workers stop; a worker
    * stuck elsewhere does not hold the exit for more than a second */
-  while (final && g_atomic_int_get (&pending) > 0 && g_get_monotonic_time () < until)
+  while (final && g_atomic_int_get (&round->pending) > 0 && g_get_monotonic_time () < until)
     g_usleep (10 * 1000);
+  g_atomic_rc_box_release (round);
 }
 
 /* ---- accept ---------------------------------------------------------------- */

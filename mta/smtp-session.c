@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "vps/log.h"
+#include "vps/metrics.h"
 
 /* ---- replies --------------------------------------------------------------- */
 
@@ -399,6 +400,7 @@ mail_done (VpsSmtpConn *conn, VpsStageResult *result)
   conn->mail_seen = TRUE;
   conn->smtputf8 = conn->mail->smtputf8;
   vps_smtp_conn_write (conn, "250 2.1.0 Ok\r\n", 14);
+  vps_metrics_count_transaction (VPS_METRICS_FRONTEND_SMTP); /* issue 10: metrics */
 }
 
 static void

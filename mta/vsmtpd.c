@@ -14,6 +14,12 @@
  * accepting, let transactions finish (up to [vpsd] drain_timeout) and let
  * running deliveries finish; SIGUSR1 rescans the queue at once (`vpsctl
  * queue flush|retry` sends it to the pid in the spool's lock file).
+ *
+ * Started as root it switches to [vpsd] user — the same keys as vpsd —
+ * before it opens the spool, binds its listeners with root raised for the
+ * call, and drops root for good before the first connection is read or
+ * the first delivery made (daemon.h, privs.h).  [vsmtpd] metrics_listen
+ * serves GET /metrics (with the queue's sizes) and GET /health.
  */
 #include <glib-unix.h>
 #include <locale.h>
@@ -29,6 +35,7 @@
 #include "mta/smtp-server.h"
 #include "vps/daemon.h"
 #include "vps/log.h"
+#include "vps/metrics.h"
 
 /* SIGUSR1 (main loop): `delivery` is NULL until it exists, as the signal
  * is caught from before the spool's lock (and pid) is taken — its default
@@ -46,6 +53,32 @@ on_sigusr1 (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* After the privilege drop: deliveries talk to the network too. */
+static void
+on_ready (gpointer data)
+{
+  vps_delivery_start (data);
+}
+
+/* Metrics: messages per spool area (a directory listing per scrape). */
+static void
+collect_queue (GString *out, gpointer data)
+{
+  static const VpsQueueArea areas[]
+      = { VPS_QUEUE_INCOMING, VPS_QUEUE_HOLD, VPS_QUEUE_CORRUPT, VPS_QUEUE_DEAD };
+  VpsQueue *queue = data;
+
+  vps_metrics_write_header (out, "vps_queue_messages", "gauge", "Messages in each spool area.");
+  for (gsize i = 0; i < G_N_ELEMENTS (areas); i++)
+    {
+      g_autoptr (GPtrArray) ids = vps_queue_list (queue, areas[i], NULL);
+      const char *labels[] = { "area", vps_queue_area_name (areas[i]), NULL };
+
+      if (ids != NULL)
+        vps_metrics_write_sample (out, "vps_queue_messages", labels, ids->len);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -56,6 +89,7 @@ main (int argc, char **argv)
   g_autoptr (VpsQueue) queue = NULL;
   g_autoptr (VpsDelivery) delivery = NULL;
   g_autoptr (VpsSmtpServer) server = NULL;
+  g_autoptr (VpsMetricsServer) metrics = NULL;
   guint usr1;
   int rc;
 
@@ -72,6 +106,8 @@ main (int argc, char **argv)
   vps_connectors_register_all ();
   daemon = vps_daemon_new ("vsmtpd", options.config_path);
   vps_daemon_set_engine_func (daemon, vps_remote_policy_engine_new);
+  vps_daemon_set_check (daemon, options.check);
+  vps_daemon_add_writable_dir (daemon, "queue", "dir");
   if (!vps_daemon_load (daemon, &error))
     {
       fprintf (stderr, "vsmtpd: %s\n", error->message);
@@ -119,8 +155,26 @@ main (int argc, char **argv)
       fprintf (stderr, "vsmtpd: %s\n", error->message);
       return 1;
     }
-  vps_delivery_start (delivery);
+  if (vps_config_has_key (cfg, "vsmtpd", "metrics_listen"))
+    {
+      gboolean ok;
+
+      metrics = vps_metrics_server_new (daemon, "vsmtpd");
+      vps_metrics_server_add_collector (metrics, collect_queue, queue);
+      ok = vps_daemon_privileged_begin (daemon, &error)
+           && vps_metrics_server_start (
+               metrics, vps_config_get_string (cfg, "vsmtpd", "metrics_listen"), &error);
+      vps_daemon_privileged_end (daemon);
+      if (!ok)
+        {
+          vps_log (G_LOG_LEVEL_CRITICAL, NULL, "%s", error->message);
+          fprintf (stderr, "vsmtpd: %s\n", error->message);
+          return 1;
+        }
+    }
+  vps_daemon_set_ready_func (daemon, on_ready, delivery);
   rc = vps_daemon_run (daemon);
+  g_clear_pointer (&metrics, vps_metrics_server_free);
   g_source_remove (usr1);
   /* the workers are stopped: no session runs any more */
   g_clear_pointer (&server, vps_smtp_server_free);

@@ -33,6 +33,11 @@ TEST="$TEST m4 libwrap0"
 # vsmtpd's durability tests: strace checks the fsync order before the 250,
 # e2fsprogs' chattr makes a rename fail; openssl makes test certificates.
 TEST="$TEST strace e2fsprogs openssl libssl-dev"
+# The Debian package (make deb, tests/integration/test_package.py):
+# dpkg-buildpackage with debhelper's meson support, lintian, the adduser of
+# the postinst; systemd for `systemd-analyze verify` of the units (it is
+# not started: a container keeps its own PID 1).
+TEST="$TEST dpkg-dev debhelper fakeroot lintian adduser systemd"
 
 missing=""
 for p in $BUILD $TEST; do

@@ -38,8 +38,8 @@ static const char *const on_errors[]
 /* Groups with a fixed key set.  [export] has free keys (NAME = directory)
  * and [connector NAME] has common keys plus keys the connector class checks. */
 static const char *const fixed_groups[] = {
-  "vpsd",   "milter", "policy", "grpc",     "tls", "limits", "log",      "quarantine",
-  "export", "vsmtpd", "queue",  "delivery", "dns", "state",  "greylist", NULL,
+  "vpsd",   "milter", "policy",   "grpc", "tls",   "limits",   "log",     "quarantine", "export",
+  "vsmtpd", "queue",  "delivery", "dns",  "state", "greylist", "metrics", NULL,
 };
 
 /* clang-format off */
@@ -51,6 +51,8 @@ static const VpsConfigKeyDef schema[] = {
   { "vpsd", "group", VPS_CFG_STRING, NULL, 0, 0, NULL, "group to run as after binding" },
   { "vpsd", "drain_timeout", VPS_CFG_DURATION, "30s", 0, SEC (3600), NULL,
     "on SIGTERM, how long sessions in flight may finish" },
+  { "vpsd", "allow_root", VPS_CFG_BOOL, "false", 0, 0, NULL,
+    "started as root without user: run as root anyway (otherwise refused)" },
 
   { "milter", "listen", VPS_CFG_SOCKET, "inet:127.0.0.1:10030", 0, 0, NULL,
     "milter listener: inet:HOST:PORT or unix:/path" },
@@ -130,6 +132,8 @@ static const VpsConfigKeyDef schema[] = {
     "name in the greeting and Received headers; the host name when unset" },
   { "vsmtpd", "policy", VPS_CFG_POLICY_TARGET, "embedded", 0, 0, NULL,
     "embedded (in-process engine) or grpc://HOST:PORT (a remote vpsd)" },
+  { "vsmtpd", "metrics_listen", VPS_CFG_HOSTPORT, NULL, 0, 0, NULL,
+    "vsmtpd's metrics and health endpoint (HTTP GET /metrics, /health); off when unset" },
 
   { "vsmtpd", "max_connections", VPS_CFG_INT, "1000", 0, 1000000, NULL,
     "concurrent SMTP sessions, 0 = unlimited; beyond, 421 4.7.0 and close" },
@@ -258,6 +262,9 @@ static const VpsConfigKeyDef schema[] = {
     "enhanced status code of that reply (4.2.0, as postgrey: Exchange retries it)" },
   { "greylist", "text", VPS_CFG_STRING, "Greylisted, please try again later", 0, 0, NULL,
     "text of that reply" },
+
+  { "metrics", "listen", VPS_CFG_HOSTPORT, NULL, 0, 0, NULL,
+    "vpsd's metrics and health endpoint (HTTP GET /metrics, /health); off when unset" },
 
   { "connector", "type", VPS_CFG_IDENT, NULL, 0, 0, NULL,
     "connector class: milter, policy, grpc, http, exec, clamav (required)" },

@@ -15,6 +15,7 @@
 #include "vps/listen.h"
 
 #include "vps/log.h"
+#include "vps/metrics.h"
 
 G_DEFINE_QUARK (vps - connector - error - quark, vps_connector_error)
 
@@ -397,6 +398,7 @@ call_complete (Call *call, VpsConnectorResult *result)
   if (result->error)
     c->stats.errors++;
   g_mutex_unlock (&c->lock);
+  vps_metrics_observe_connector (c->name, ms / 1000.0, result->error);
 
   g_task_return_pointer (call->task, result, (GDestroyNotify)vps_connector_result_unref);
   g_clear_object (&call->task);

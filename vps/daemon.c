@@ -7,13 +7,29 @@
  * reference, so a reload never frees an engine a session still uses.
  * Signals are handled on the main thread's context with g_unix_signal_add,
  * never in an async signal handler.
+ *
+ * Privileges (privs.h): the switch to [vpsd] user happens inside the first
+ * load, between reading the configuration and building the engine; binds
+ * of inet listeners raise for the call; vps_daemon_run() drops for good and
+ * only then starts the worker threads, so no connection is read as root
+ * (the listeners' accept sources wait on contexts nobody iterates yet).
+ *
+ * systemd (sd_notify, a no-op without NOTIFY_SOCKET): READY=1 once the
+ * workers run, RELOADING=1 + MONOTONIC_USEC at SIGHUP and READY=1 after it
+ * whatever the outcome, STOPPING=1 at SIGTERM; STATUS= says what happened.
  */
 #include "vps/daemon.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <glib-unix.h>
 #include <stdio.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "vps/log.h"
+#include "vps/metrics.h"
+#include "vps/privs.h"
 
 typedef struct
 {
@@ -37,6 +53,13 @@ struct _VpsDaemon
 
   VpsWorker *workers;
   guint n_workers;
+  gboolean threads_started;
+
+  gboolean check_only; /* --check: validate the user, switch nothing */
+  VpsPrivs *privs;     /* set by the first load */
+  GPtrArray *dir_keys; /* "group\nkey" of directories the user must write */
+  VpsDaemonReadyFunc ready_func;
+  gpointer ready_data;
 
   GMainLoop *main_loop;
   gint active_sessions; /* atomic */
@@ -107,6 +130,9 @@ vps_daemon_new (const char *program, const char *config_path)
   g_mutex_init (&daemon->lock);
   daemon->main_loop = g_main_loop_new (NULL, FALSE);
   daemon->listeners = g_ptr_array_new_with_free_func ((GDestroyNotify)vps_listener_free);
+  daemon->dir_keys = g_ptr_array_new_with_free_func (g_free);
+  /* the quarantine store is written by both daemons */
+  g_ptr_array_add (daemon->dir_keys, g_strdup ("quarantine\ndir"));
   return daemon;
 }
 
@@ -134,7 +160,9 @@ stop_workers (VpsDaemon *daemon)
 
       g_atomic_int_set (&w->stop, 1);
       g_main_context_wakeup (w->context);
-      g_thread_join (w->thread);
+      /* NULL when the daemon stopped before vps_daemon_run() */
+      if (w->thread != NULL)
+        g_thread_join (w->thread);
       g_main_context_unref (w->context);
     }
   g_clear_pointer (&daemon->workers, g_free);
@@ -160,6 +188,8 @@ vps_daemon_free (VpsDaemon *daemon)
   g_clear_pointer (&daemon->engine, vps_engine_unref);
   g_clear_pointer (&daemon->config, vps_config_unref);
   g_clear_pointer (&daemon->main_loop, g_main_loop_unref);
+  g_clear_pointer (&daemon->privs, vps_privs_free);
+  g_clear_pointer (&daemon->dir_keys, g_ptr_array_unref);
   g_mutex_clear (&daemon->lock);
   g_free (daemon->program);
   g_free (daemon->config_path);
@@ -183,7 +213,49 @@ setup_log (VpsDaemon *daemon, VpsConfig *cfg, GError **error)
   return vps_log_setup (target, level, daemon->program, error);
 }
 
-/* Build config + engine without touching the daemon's current ones. */
+/* The first load, between config and engine: decide and make the switch to
+ * [vpsd] user, and check that it can write the daemon's directories. */
+static gboolean
+setup_privs (VpsDaemon *daemon, VpsConfig *cfg, GError **error)
+{
+  const char *user = vps_config_get_string (cfg, "vpsd", "user");
+  const char *group = vps_config_get_string (cfg, "vpsd", "group");
+  /* --check validates the names only: it runs nothing as root */
+  gboolean allow_root = daemon->check_only || vps_config_get_bool (cfg, "vpsd", "allow_root");
+
+  daemon->privs = vps_privs_new (geteuid (), user, group, allow_root, error);
+  if (daemon->privs == NULL)
+    return FALSE;
+  if (!daemon->check_only && user != NULL && geteuid () != 0
+      && geteuid () != vps_privs_get_uid (daemon->privs))
+    vps_notice (NULL, "not started as root: [vpsd] user %s ignored, running as uid %u", user,
+                (guint)geteuid ());
+  if (daemon->check_only || !vps_privs_will_switch (daemon->privs))
+    return TRUE;
+  if (!vps_privs_enter (daemon->privs, error))
+    return FALSE;
+  /* The config file is read again at each reload, as the user by then
+   * (AT_EACCESS: the effective ids; access() would ask the real uid 0). */
+  if (faccessat (AT_FDCWD, daemon->config_path, R_OK, AT_EACCESS) != 0)
+    {
+      g_set_error (error, VPS_PRIVS_ERROR, VPS_PRIVS_ERROR_DIRECTORY,
+                   "%s: not readable by user %s (a reload would fail): %s", daemon->config_path,
+                   vps_privs_get_user (daemon->privs), g_strerror (errno));
+      return FALSE;
+    }
+  for (guint i = 0; i < daemon->dir_keys->len; i++)
+    {
+      g_auto (GStrv) gk = g_strsplit (g_ptr_array_index (daemon->dir_keys, i), "\n", 2);
+      const char *dir = vps_config_get_path_value (cfg, gk[0], gk[1]);
+
+      if (dir != NULL && !vps_privs_check_writable (daemon->privs, dir, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Build config + engine without touching the daemon's current ones (the
+ * first load also switches the user in between). */
 static gboolean
 load_aside (VpsDaemon *daemon, VpsConfig **out_cfg, VpsEngine **out_engine, GError **error)
 {
@@ -192,6 +264,8 @@ load_aside (VpsDaemon *daemon, VpsConfig **out_cfg, VpsEngine **out_engine, GErr
 
   cfg = vps_config_load (daemon->config_path, error);
   if (cfg == NULL)
+    return FALSE;
+  if (daemon->privs == NULL && !setup_privs (daemon, cfg, error))
     return FALSE;
   engine = daemon->engine_func ? daemon->engine_func (cfg, error) : vps_engine_new (cfg, error);
   if (engine == NULL)
@@ -246,7 +320,10 @@ vps_daemon_reload (VpsDaemon *daemon, GError **error)
   VpsEngine *engine = NULL, *old_engine;
 
   if (!load_aside (daemon, &cfg, &engine, error))
-    return FALSE;
+    {
+      vps_metrics_count_reload (FALSE);
+      return FALSE;
+    }
   /* The log target may change with the config; a failure there keeps the
    * old target but does not refuse the new rules. */
   {
@@ -262,7 +339,10 @@ vps_daemon_reload (VpsDaemon *daemon, GError **error)
   daemon->engine = engine;
   daemon->generation++;
   g_mutex_unlock (&daemon->lock);
-  /* Sessions in flight hold their own references. */
+  /* Sessions in flight hold their own references; the counters it has so
+   * far stay in the exported totals. */
+  vps_metrics_engine_retired (old_engine);
+  vps_metrics_count_reload (TRUE);
   vps_engine_unref (old_engine);
   vps_config_unref (old_cfg);
   log_loaded (daemon, "reloaded");
@@ -319,7 +399,23 @@ vps_daemon_start_workers (VpsDaemon *daemon)
       VpsWorker *w = &daemon->workers[i];
       g_autofree char *name = g_strdup_printf ("worker-%u", i);
 
+      /* The thread starts in vps_daemon_run(), after the privilege drop:
+       * until then the listeners' sources wait on an idle context. */
       w->context = g_main_context_new ();
+    }
+}
+
+static void
+start_worker_threads (VpsDaemon *daemon)
+{
+  if (daemon->threads_started)
+    return;
+  daemon->threads_started = TRUE;
+  for (guint i = 0; i < daemon->n_workers; i++)
+    {
+      VpsWorker *w = &daemon->workers[i];
+      g_autofree char *name = g_strdup_printf ("worker-%u", i);
+
       w->thread = g_thread_new (name, worker_main, w);
     }
   vps_info (NULL, "started %u worker threads", daemon->n_workers);
@@ -344,11 +440,18 @@ vps_daemon_listen (VpsDaemon *daemon, const char *name, const char *address, Vps
 {
   GMainContext *contexts[VPS_DAEMON_MAX_WORKERS];
   VpsListener *l;
+  /* A port below 1024 needs root; a unix socket is made as the user, so
+   * that it belongs to the user and group the MTA is given access to. */
+  gboolean raise = g_str_has_prefix (address, "inet:");
 
   g_return_val_if_fail (daemon->n_workers > 0, NULL);
   for (guint i = 0; i < daemon->n_workers; i++)
     contexts[i] = daemon->workers[i].context;
+  if (raise && !vps_daemon_privileged_begin (daemon, error))
+    return NULL;
   l = vps_listener_new (name, address, contexts, daemon->n_workers, func, user_data, error);
+  if (raise)
+    vps_daemon_privileged_end (daemon);
   if (l != NULL)
     g_ptr_array_add (daemon->listeners, l);
   return l;
@@ -364,6 +467,7 @@ void
 vps_daemon_session_begin (VpsDaemon *daemon)
 {
   g_atomic_int_inc (&daemon->active_sessions);
+  vps_metrics_count_session ();
 }
 
 void
@@ -386,9 +490,17 @@ on_sighup (gpointer data)
   g_autoptr (GError) error = NULL;
 
   vps_notice (NULL, "SIGHUP: reloading %s", daemon->config_path);
+  sd_notifyf (0, "RELOADING=1\nMONOTONIC_USEC=%" G_GINT64_FORMAT "\nSTATUS=reloading %s",
+              g_get_monotonic_time (), daemon->config_path);
   if (!vps_daemon_reload (daemon, &error))
-    vps_warning (NULL, "reload refused, keeping generation %u: %s",
-                 vps_daemon_get_generation (daemon), error->message);
+    {
+      vps_warning (NULL, "reload refused, keeping generation %u: %s",
+                   vps_daemon_get_generation (daemon), error->message);
+      sd_notifyf (0, "READY=1\nSTATUS=reload refused, running generation %u: %s",
+                  vps_daemon_get_generation (daemon), error->message);
+    }
+  else
+    sd_notifyf (0, "READY=1\nSTATUS=running generation %u", vps_daemon_get_generation (daemon));
   return G_SOURCE_CONTINUE;
 }
 
@@ -398,6 +510,7 @@ on_sigterm (gpointer data)
   VpsDaemon *daemon = data;
 
   vps_notice (NULL, "stopping: draining %u sessions", vps_daemon_active_sessions (daemon));
+  sd_notifyf (0, "STOPPING=1\nSTATUS=draining %u sessions", vps_daemon_active_sessions (daemon));
   vps_daemon_stop (daemon);
   return G_SOURCE_CONTINUE;
 }
@@ -424,8 +537,27 @@ vps_daemon_run (VpsDaemon *daemon)
   g_autoptr (VpsConfig) cfg = vps_daemon_get_config (daemon);
   gint64 drain_ms = vps_config_get_duration_ms (cfg, "vpsd", "drain_timeout");
   gint64 deadline;
+  g_autoptr (GError) error = NULL;
 
+  /* The last step before any network input is read: root goes for good. */
+  if (daemon->privs != NULL && !vps_privs_drop (daemon->privs, &error))
+    {
+      vps_log (G_LOG_LEVEL_CRITICAL, NULL, "privileges: %s", error->message);
+      fprintf (stderr, "%s: %s\n", daemon->program, error->message);
+      g_source_remove (hup);
+      g_source_remove (term);
+      g_source_remove (intr);
+      return 1;
+    }
+  if (daemon->privs != NULL && vps_privs_dropped (daemon->privs))
+    vps_notice (NULL, "running as user %s (uid %u, gid %u)", vps_privs_get_user (daemon->privs),
+                (guint)getuid (), (guint)getgid ());
+  start_worker_threads (daemon);
+  if (daemon->ready_func != NULL)
+    daemon->ready_func (daemon->ready_data);
   vps_notice (NULL, "ready");
+  sd_notifyf (0, "READY=1\nSTATUS=running generation %u\nMAINPID=%d",
+              vps_daemon_get_generation (daemon), (int)getpid ());
   g_main_loop_run (daemon->main_loop);
 
   /* Drain: stop accepting; sessions in flight get until the deadline. */
@@ -469,4 +601,36 @@ vps_daemon_set_drain_func (VpsDaemon *daemon, VpsDaemonDrainFunc func, gpointer 
 {
   daemon->drain_func = func;
   daemon->drain_data = data;
+}
+
+void
+vps_daemon_set_check (VpsDaemon *daemon, gboolean check)
+{
+  daemon->check_only = check;
+}
+
+void
+vps_daemon_add_writable_dir (VpsDaemon *daemon, const char *group, const char *key)
+{
+  g_ptr_array_add (daemon->dir_keys, g_strdup_printf ("%s\n%s", group, key));
+}
+
+gboolean
+vps_daemon_privileged_begin (VpsDaemon *daemon, GError **error)
+{
+  return daemon->privs == NULL || vps_privs_raise (daemon->privs, error);
+}
+
+void
+vps_daemon_privileged_end (VpsDaemon *daemon)
+{
+  if (daemon->privs != NULL)
+    vps_privs_lower (daemon->privs);
+}
+
+void
+vps_daemon_set_ready_func (VpsDaemon *daemon, VpsDaemonReadyFunc func, gpointer data)
+{
+  daemon->ready_func = func;
+  daemon->ready_data = data;
 }

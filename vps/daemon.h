@@ -14,6 +14,15 @@
  * issues) attach their listeners to every worker context.  Drain: stop
  * accepting, wait until the sessions counted with vps_daemon_session_begin /
  * _end are gone or the drain timeout passes.
+ *
+ * Privileges (privs.h, docs/operations.md): started as root, the first load
+ * switches the effective uid to [vpsd] user right after reading the config
+ * (root without a user is refused unless [vpsd] allow_root or
+ * VPS_ALLOW_ROOT=1); inet listeners bind with root raised for the call;
+ * vps_daemon_run() drops root for good and only then starts the worker
+ * threads, which is when connections begin to be read.  It also tells
+ * systemd READY=1 / RELOADING=1 / STOPPING=1 (sd_notify; no-op without
+ * NOTIFY_SOCKET) and counts sessions and reloads (metrics.h).
  */
 #pragma once
 
@@ -64,7 +73,22 @@ void vps_daemon_set_engine_func (VpsDaemon *daemon, VpsDaemonEngineFunc func);
 typedef void (*VpsDaemonDrainFunc) (gboolean final, gpointer data);
 void vps_daemon_set_drain_func (VpsDaemon *daemon, VpsDaemonDrainFunc func, gpointer data);
 
-/* First load: config, log setup, engine. */
+/* --check: the first load validates [vpsd] user/group but switches nothing
+ * and does not refuse root. */
+void vps_daemon_set_check (VpsDaemon *daemon, gboolean check);
+/* A directory key ([queue] dir) the configured user must be able to write
+ * (checked at the first load when switching; [quarantine] dir always is). */
+void vps_daemon_add_writable_dir (VpsDaemon *daemon, const char *group, const char *key);
+/* Around a bind the daemon does not make itself (gRPC, the metrics
+ * endpoint): effective uid 0 for the call when switching, else no-op. */
+gboolean vps_daemon_privileged_begin (VpsDaemon *daemon, GError **error);
+void vps_daemon_privileged_end (VpsDaemon *daemon);
+/* Called by vps_daemon_run() on the main thread after the privilege drop
+ * and the worker start, before READY=1 (vsmtpd starts delivery there). */
+typedef void (*VpsDaemonReadyFunc) (gpointer data);
+void vps_daemon_set_ready_func (VpsDaemon *daemon, VpsDaemonReadyFunc func, gpointer data);
+
+/* First load: config, privileges (see above), log setup, engine. */
 gboolean vps_daemon_load (VpsDaemon *daemon, GError **error);
 /* SIGHUP: reload config and rules; on error keep the old ones. */
 gboolean vps_daemon_reload (VpsDaemon *daemon, GError **error);
@@ -74,7 +98,8 @@ VpsEngine *vps_daemon_get_engine (VpsDaemon *daemon);
 VpsConfig *vps_daemon_get_config (VpsDaemon *daemon);
 guint vps_daemon_get_generation (VpsDaemon *daemon); /* bumped by each successful reload */
 
-/* Start the worker threads ([vpsd] workers; 0 = one per core). */
+/* Make the worker contexts ([vpsd] workers; 0 = one per core); their
+ * threads start in vps_daemon_run(), after the privilege drop. */
 void vps_daemon_start_workers (VpsDaemon *daemon);
 guint vps_daemon_n_workers (VpsDaemon *daemon);
 GMainContext *vps_daemon_worker_context (VpsDaemon *daemon, guint i);
@@ -91,8 +116,10 @@ void vps_daemon_session_begin (VpsDaemon *daemon);
 void vps_daemon_session_end (VpsDaemon *daemon);
 guint vps_daemon_active_sessions (VpsDaemon *daemon);
 
-/* Run the main loop on the calling thread until SIGTERM/SIGINT, then drain
- * (up to [vpsd] drain_timeout) and stop the workers.  SIGHUP reloads. */
+/* Drop root for good (1 if that fails), start the worker threads, tell
+ * systemd READY=1, run the main loop on the calling thread until
+ * SIGTERM/SIGINT, then drain (up to [vpsd] drain_timeout) and stop the
+ * workers.  SIGHUP reloads. */
 int vps_daemon_run (VpsDaemon *daemon);
 /* Ask the main loop to stop and drain (what SIGTERM does). */
 void vps_daemon_stop (VpsDaemon *daemon);

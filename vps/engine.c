@@ -21,6 +21,7 @@
 #include "vps/log.h"
 #include "vps/quarantine.h"
 #include "vps/report.h"
+#include "vps/metrics.h"
 
 G_DEFINE_QUARK (vps - engine - error - quark, vps_engine_error)
 
@@ -461,6 +462,7 @@ stage_done (VpsStageRun *sr, RulesVerdict verdict, guint code, const char *enhan
               r->enhanced ? " " : "", r->enhanced ? r->enhanced : "", r->rcpt ? " rcpt=" : "",
               r->rcpt ? r->rcpt : "");
   __atomic_add_fetch (&sr->engine->stats[sr->stage][verdict], 1, __ATOMIC_RELAXED);
+  vps_metrics_count_stage_result (r);
   vps_txn_add_stage_result (sr->txn, r);
   g_task_return_pointer (sr->task, vps_stage_result_ref (r),
                          (GDestroyNotify)vps_stage_result_unref);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "vps/log.h"
+#include "vps/metrics.h"
 
 /* ---- collecting ---------------------------------------------------------- */
 
@@ -582,6 +583,7 @@ vps_milter_content_finish (VpsMilterConn *conn, const VpsStageResult *r)
     vps_milter_conn_stage_reply (conn, RULES_STAGE_DATA, r);
   else
     {
+      vps_metrics_count_message (VPS_METRICS_FRONTEND_MILTER);
       /* edits first: the MTA takes them only before the verdict */
       sent = send_modifications (conn);
       if (q != NULL)

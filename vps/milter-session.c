@@ -22,6 +22,7 @@
 
 #include "proto/mail/mail-address.h"
 #include "vps/log.h"
+#include "vps/metrics.h"
 
 /* ---- replies ---------------------------------------------------------------- */
 
@@ -370,6 +371,7 @@ do_mail (VpsMilterConn *conn, MilterCommandPacket *p)
   gboolean replies = vps_milter_conn_expects_reply (conn, MILTER_CMD_MAIL);
 
   vps_milter_conn_new_txn (conn);
+  vps_metrics_count_transaction (VPS_METRICS_FRONTEND_MILTER);
   vps_txn_set_sender (conn->txn, from, (const char *const *)p->u.envelope.argv + 1);
   conn->phase = PHASE_MAIL;
   vps_debug (vps_milter_conn_id (conn), "milter: mail from=<%s>", from);

@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "vps/log.h"
+#include "vps/metrics.h"
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -203,6 +204,8 @@ new_txn (VpsPolicyConn *conn, gboolean message)
   end_txn (conn);
   conn->txn = vps_txn_new (conn->session);
   conn->txn_is_message = message;
+  if (message)
+    vps_metrics_count_transaction (VPS_METRICS_FRONTEND_POLICY);
 }
 
 void

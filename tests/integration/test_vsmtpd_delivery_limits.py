@@ -200,7 +200,9 @@ def test_postq_route_kept_for_retries():
         qid = send(v, ["bob@ok.test"], "routed")
         other = send(v, ["carol@ok.test"], "not routed")
         v.wait_log(rf"id={qid} delivery: .*to=<bob@ok\.test> deferred: .*said: 4", timeout=15)
-        env = v.envelope(qid)
+        # the envelope is written after the attempt's log lines
+        env = wait_until(lambda: (e := v.envelope(qid))["attempts"] >= 1 and e, timeout=10,
+                         what="the envelope of the first attempt")
         assert env["route"] == f"relay:[127.0.0.1]:{s.port}", env
         assert env["postq"] is True, env
         # the other message took [delivery] default

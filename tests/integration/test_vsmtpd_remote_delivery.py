@@ -186,8 +186,9 @@ def test_4xx_deferred_retried_then_delivered():
         qid = send(v, ["bob@ok.test"], "soft")
         v.wait_log(rf"id={qid} delivery: .*to=<bob@ok\.test> deferred: host mx\.ok\.test\[127\.0\.0\.1\] "
                    r"said: 450", timeout=15, count=2)
-        env = v.envelope(qid)
-        assert env["attempts"] >= 2, env
+        # the envelope is written after the attempt's log lines
+        env = wait_until(lambda: (e := v.envelope(qid))["attempts"] >= 2 and e, timeout=10,
+                         what="the envelope of the second attempt")
         assert env["recipients"][0]["state"] == "deferred", env
         assert "said: 450 4.3.0" in env["recipients"][0]["result"], env
         # backoff: 2 s, then 4 s (retry_max), never the 500 ms scan: the

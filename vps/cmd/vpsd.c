@@ -10,7 +10,11 @@
  * bad new rule file is refused and logged, the old one stays), SIGTERM and
  * SIGINT stop accepting and drain.  The front ends attach to the worker
  * threads: the milter server when [milter] listen is set, the policy
- * server when [policy] listen is set (gRPC: [grpc] listen).
+ * server when [policy] listen is set (gRPC: [grpc] listen), the metrics
+ * and health endpoint when [metrics] listen is set.
+ *
+ * Started as root it switches to [vpsd] user (daemon.h, privs.h) and
+ * refuses to run as root without one unless [vpsd] allow_root = true.
  */
 #include <locale.h>
 #include <stdio.h>
@@ -20,6 +24,7 @@
 #include "vps/daemon.h"
 #include "vps/grpc-server.h"
 #include "vps/log.h"
+#include "vps/metrics.h"
 #include "vps/milter-server.h"
 #include "vps/policy-server.h"
 
@@ -32,6 +37,7 @@ main (int argc, char **argv)
   g_autoptr (VpsMilterServer) milter = NULL;
   g_autoptr (VpsPolicyServer) policy = NULL;
   g_autoptr (VpsGrpcServer) grpc = NULL;
+  g_autoptr (VpsMetricsServer) metrics = NULL;
   g_autoptr (VpsConfig) cfg = NULL;
   int rc;
 
@@ -42,6 +48,7 @@ main (int argc, char **argv)
 
   vps_connectors_register_all ();
   daemon = vps_daemon_new ("vpsd", options.config_path);
+  vps_daemon_set_check (daemon, options.check);
   if (!vps_daemon_load (daemon, &error))
     {
       fprintf (stderr, "vpsd: %s\n", error->message);
@@ -76,12 +83,35 @@ main (int argc, char **argv)
           return 1;
         }
     }
+  /* the metrics endpoint before gRPC: gRPC core starts threads, and the
+   * raise for a bind is process-wide */
+  if (vps_config_has_key (cfg, "metrics", "listen"))
+    {
+      gboolean ok;
+
+      metrics = vps_metrics_server_new (daemon, "vpsd");
+      ok = vps_daemon_privileged_begin (daemon, &error)
+           && vps_metrics_server_start (metrics, vps_config_get_string (cfg, "metrics", "listen"),
+                                        &error);
+      vps_daemon_privileged_end (daemon);
+      if (!ok)
+        {
+          vps_log (G_LOG_LEVEL_CRITICAL, NULL, "%s", error->message);
+          fprintf (stderr, "vpsd: %s\n", error->message);
+          return 1;
+        }
+    }
   /* gRPC: [grpc] listen and/or admin_listen (vps/grpc-server.h) */
   if (vps_config_has_key (cfg, "grpc", "listen")
       || vps_config_has_key (cfg, "grpc", "admin_listen"))
     {
+      gboolean ok;
+
       grpc = vps_grpc_server_new (daemon);
-      if (!vps_grpc_server_start (grpc, &error))
+      /* gRPC binds its own ports: root raised for it (privileged ports) */
+      ok = vps_daemon_privileged_begin (daemon, &error) && vps_grpc_server_start (grpc, &error);
+      vps_daemon_privileged_end (daemon);
+      if (!ok)
         {
           vps_log (G_LOG_LEVEL_CRITICAL, NULL, "grpc: %s", error->message);
           fprintf (stderr, "vpsd: grpc: %s\n", error->message);
@@ -89,6 +119,7 @@ main (int argc, char **argv)
         }
     }
   rc = vps_daemon_run (daemon);
+  g_clear_pointer (&metrics, vps_metrics_server_free);
   /* the workers are stopped: no connection runs any more */
   g_clear_pointer (&grpc, vps_grpc_server_free);
   g_clear_pointer (&milter, vps_milter_server_free);
