@@ -28,16 +28,12 @@ import grp, http.client, os, pwd, re, signal, socket, struct, subprocess, sys, t
 
 sys.path.insert(0, os.path.dirname(__file__))
 import taplib
-from taplib import tmpdir
+from taplib import Skip, run, tmpdir
 from vsmtpdlib import Vsmtpd, VSMTPD, free_port
 from reportlib import milter_connect_verdict, milter_pkt, milter_read
 
 VPSD = os.environ.get("VPSD", "")
 USER, GROUP = "nobody", "nogroup"
-
-
-class Skip(Exception):
-    pass
 
 
 def need_root():
@@ -567,37 +563,6 @@ def test_sigterm_during_smtp_source_drains():
     assert len(v.maildir_messages("bob@ok.test")) == len(queued)
     assert v.queue_ids() == []
     assert v.stop() == 0
-
-
-# ---- runner (taplib.run, with SKIP) --------------------------------------------------
-
-
-def run(tests):
-    import traceback
-    print(f"1..{len(tests)}", flush=True)
-    failed = 0
-    try:
-        for n, t in enumerate(tests, 1):
-            try:
-                t()
-                print(f"ok {n} {t.__name__}", flush=True)
-            except Skip as e:
-                print(f"ok {n} {t.__name__} # SKIP {e}", flush=True)
-            except Exception:
-                failed += 1
-                print(f"not ok {n} {t.__name__}", flush=True)
-                for line in traceback.format_exc().splitlines():
-                    print("# " + line, flush=True)
-    finally:
-        taplib._run_cleanups()
-        for p in taplib._procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        import shutil
-        for d in taplib._dirs:
-            shutil.rmtree(d, ignore_errors=True)
-    sys.exit(1 if failed else 0)
 
 
 run([test_vpsd_metrics_follow_milter_sessions_and_reload, test_vsmtpd_metrics_follow_mail,
