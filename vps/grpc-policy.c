@@ -24,6 +24,7 @@
 #include "vps/log.h"
 #include "vps/report.h"
 #include "vps/simulate.h"
+#include "vps/metrics.h"
 
 /* ---- the session table ---------------------------------------------------- */
 
@@ -382,6 +383,7 @@ apply_request (Vps__V1__CheckRequest *in, RulesStage stage, VpsSession *session,
           vps_txn_reset (txn);
         params = params_array (in->sender, &bad);
         vps_txn_set_sender (txn, in->sender->address, (const char *const *)params->pdata);
+        vps_metrics_count_transaction (VPS_METRICS_FRONTEND_GRPC);
         break;
       case RULES_STAGE_RCPT:
         if (vps_txn_get_sender (txn) == NULL)
