@@ -13,16 +13,14 @@ same code and enhanced code (450 4.2.0); a retry before the delay is
 deferred again by both; after the delay both accept and the message reaches
 the sink; a real MTA (the sender Postfix) is deferred at its first delivery
 attempt and its own retry after the delay is accepted and delivered."""
-import os, re, shutil, socket, subprocess, sys, time
+import os, re, shutil, socket, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import taplib
 from taplib import run, tmpdir
-from postfixlib import Postfix, SmtpSink, free_port, swaks, rcpt_reply, eod_reply, wait_listening
+from postfixlib import Postfix, SmtpSink, free_port, swaks, rcpt_reply, eod_reply
 
-VPSD = os.environ["VPSD"]
-# tests run as root in the sandbox: vpsd refuses that unless told
-VPSD_ENV = dict(os.environ, VPS_ALLOW_ROOT="1")
+import vpsdlib
 DELAY = 3
 
 RULES = r'''
@@ -37,11 +35,7 @@ class Env:
         self.dir = tmpdir()
         os.chmod(self.dir, 0o755)  # postgrey drops to its own user
         self.vport = free_port()
-        with open(os.path.join(self.dir, "rules.vsl"), "w") as f:
-            f.write(RULES)
-        self.conf = os.path.join(self.dir, "vps.conf")
-        with open(self.conf, "w") as f:
-            f.write(f"""
+        self.vpsd = vpsdlib.Vpsd(f"""
 [vpsd]
 rules = rules.vsl
 workers = 2
@@ -56,13 +50,7 @@ auto_whitelist = 0
 dir = q
 [log]
 level = info
-""")
-        self.log_path = os.path.join(self.dir, "vpsd.log")
-        self.vpsd = subprocess.Popen([VPSD, "-c", self.conf], stdout=open(self.log_path, "a"),
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=VPSD_ENV)
-        taplib._procs.append(self.vpsd)
-        wait_listening(self.vport, alive=lambda: self.vpsd.poll() is None)
+""", RULES).start(wait_port=self.vport)
 
         self.pgport = free_port()
         db = os.path.join(self.dir, "pgdb")
@@ -111,7 +99,7 @@ level = info
         raise AssertionError(f"no message with {header}: {value} at the sink")
 
     def log(self):
-        return taplib.read_text(self.log_path)
+        return self.vpsd.log()
 
 
 E = None

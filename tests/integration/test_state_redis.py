@@ -18,16 +18,15 @@ whitelist_clients).
 
 The client side is our own Postfix policy delegation client (one request per
 SMTP step, as Postfix 3.7 sends them)."""
-import json, os, signal, socket, subprocess, sys, time
+import json, os, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import taplib
 from taplib import run, tmpdir, free_port
 from postfixlib import wait_listening
+import vpsdlib
 
-VPSD = os.environ["VPSD"]
-# tests run as root in the sandbox: vpsd refuses that unless told
-VPSD_ENV = dict(os.environ, VPS_ALLOW_ROOT="1")
+VPSD = vpsdlib.VPSD
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
 
@@ -75,15 +74,13 @@ class Redis:
                               capture_output=True, text=True, timeout=10).stdout.strip()
 
 
-class Vpsd:
+class Vpsd(vpsdlib.Vpsd):
+    """A vpsd with the policy front end on a free port, started at once."""
+
     def __init__(self, state="", greylist="delay = 2s\nretry_window = 1h\nauto_whitelist = 0",
                  rules=RULES):
-        self.dir = tmpdir()
         self.port = free_port()
-        self.conf = os.path.join(self.dir, "vps.conf")
-        self.log_path = os.path.join(self.dir, "vpsd.log")
-        write(os.path.join(self.dir, "rules.vsl"), rules)
-        write(self.conf, f"""
+        super().__init__(f"""
 [vpsd]
 rules = rules.vsl
 workers = 2
@@ -99,20 +96,11 @@ dir = q
 [log]
 target = stderr
 level = info
-""")
-        self.proc = subprocess.Popen([VPSD, "-c", self.conf], stdout=open(self.log_path, "w"),
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=VPSD_ENV)
-        taplib._procs.append(self.proc)
-        wait_listening(self.port, alive=lambda: self.proc.poll() is None)
-
-    def log(self):
-        return taplib.read_text(self.log_path)
+""", rules)
+        self.start(wait_port=self.port)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=15)
+        return super().stop(timeout=15)
 
 
 def redis_state(redis, extra=""):
@@ -441,7 +429,7 @@ def test_check_refuses_a_greylist_that_cannot_work():
         write(os.path.join(d, "vps.conf"), f"[vpsd]\nrules = rules.vsl\n[greylist]\n{greylist}\n"
                                            "[quarantine]\ndir = q\n")
         p = subprocess.run([VPSD, "-c", os.path.join(d, "vps.conf"), "--check"],
-                           capture_output=True, text=True, timeout=30, env=VPSD_ENV)
+                           capture_output=True, text=True, timeout=30)
         assert p.returncode == 1, (greylist, p.stdout, p.stderr)
         assert needle in p.stdout + p.stderr, (greylist, p.stdout, p.stderr)
 

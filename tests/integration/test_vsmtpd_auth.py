@@ -10,7 +10,7 @@ import base64, os, re, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from taplib import run, tmpdir
-from vsmtpdlib import HOSTNAME, Vsmtpd, make_cert, make_passwd
+from vsmtpdlib import expect, HOSTNAME, Vsmtpd, make_cert, make_passwd
 
 USERS = {"alice": "s3cret pass", "bob": "bobpw", "carol": "pässwörd"}
 RULES = """\
@@ -36,14 +36,6 @@ def auth_server(kind="default"):
             vs["auth_over_plaintext"] = "true"
         _servers[kind] = Vsmtpd(rules=RULES, settings={"vsmtpd": vs}, dir=d).start()
     return _servers[kind]
-
-
-def expect(reply, code, text=None, enhanced=None):
-    assert reply.code == code, f"expected {code}, got {reply}"
-    if enhanced is not None:
-        assert reply.enhanced == enhanced, f"expected {enhanced}, got {reply}"
-    if text is not None:
-        assert reply.text == text, f"expected {code} {text!r}, got {reply}"
 
 
 def b64(s):

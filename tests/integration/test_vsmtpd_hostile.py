@@ -12,7 +12,7 @@ import os, re, signal, socket, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from taplib import run
-from vsmtpdlib import (HOSTNAME, SmtpClosed, Vsmtpd, dot_stuff, qid_log, queue_id,
+from vsmtpdlib import (expect, HOSTNAME, SmtpClosed, Vsmtpd, dot_stuff, qid_log, queue_id,
                        strip_trace)
 
 _servers = {}
@@ -30,14 +30,6 @@ def server(kind="maildir"):
         }[kind]
         _servers[kind] = Vsmtpd(settings=settings).start()
     return _servers[kind]
-
-
-def expect(reply, code, text=None, enhanced=None):
-    assert reply.code == code, f"expected {code}, got {reply}"
-    if enhanced is not None:
-        assert reply.enhanced == enhanced, f"expected {enhanced}, got {reply}"
-    if text is not None:
-        assert reply.text == text, f"expected {code} {text!r}, got {reply}"
 
 
 def open_data(v, rcpt, sender="a@example.net", **kw):

@@ -10,7 +10,7 @@ import email, email.policy, os, random, re, smtplib, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from taplib import run, tmpdir
-from vsmtpdlib import (HOSTNAME, SmtpClosed, Vsmtpd, find_message, qid_log, queue_id,
+from vsmtpdlib import (expect, HOSTNAME, SmtpClosed, Vsmtpd, find_message, qid_log, queue_id,
                        strip_trace)
 
 _servers = {}
@@ -31,17 +31,6 @@ def server(kind="maildir"):
         }[kind]
         _servers[kind] = Vsmtpd(settings=settings).start()
     return _servers[kind]
-
-
-def expect(reply, code, text=None, enhanced=None):
-    assert reply.code == code, f"expected {code}, got {reply}"
-    if enhanced is not None:
-        assert reply.enhanced == enhanced, f"expected {enhanced}, got {reply}"
-    if text is not None:
-        if hasattr(text, "search"):
-            assert text.search(reply.text), f"expected /{text.pattern}/, got {reply}"
-        else:
-            assert reply.text == text, f"expected {code} {text!r}, got {reply}"
 
 
 def unfold(headers_bytes):

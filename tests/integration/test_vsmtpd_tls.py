@@ -12,7 +12,7 @@ import os, re, ssl, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from taplib import run, tmpdir
-from vsmtpdlib import HOSTNAME, Vsmtpd, make_cert, tls_context
+from vsmtpdlib import expect, HOSTNAME, Vsmtpd, make_cert, tls_context
 
 _servers = {}
 
@@ -33,14 +33,6 @@ def tls_server(kind="default"):
             vs["tls_handshake_timeout"] = "2s"
         _servers[kind] = Vsmtpd(settings={"vsmtpd": vs}, dir=d).start()
     return _servers[kind]
-
-
-def expect(reply, code, text=None, enhanced=None):
-    assert reply.code == code, f"expected {code}, got {reply}"
-    if enhanced is not None:
-        assert reply.enhanced == enhanced, f"expected {enhanced}, got {reply}"
-    if text is not None:
-        assert reply.text == text, f"expected {code} {text!r}, got {reply}"
 
 
 def s_client(args, chunks=("QUIT\n",), delay=0.4, timeout=20):

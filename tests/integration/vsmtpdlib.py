@@ -149,6 +149,19 @@ def strip_trace(data):
 
 # ------------------------------------------------------------------ replies
 
+def expect(reply, code, text=None, enhanced=None):
+    """reply has code, and enhanced and text when given (text: a string to
+    match exactly, or a compiled regex to search)."""
+    assert reply.code == code, f"expected {code}, got {reply}"
+    if enhanced is not None:
+        assert reply.enhanced == enhanced, f"expected {enhanced}, got {reply}"
+    if text is not None:
+        if hasattr(text, "search"):
+            assert text.search(reply.text), f"expected /{text.pattern}/, got {reply}"
+        else:
+            assert reply.text == text, f"expected {code} {text!r}, got {reply}"
+
+
 class SmtpClosed(AssertionError):
     """The server closed the connection before a whole reply."""
 
