@@ -38,6 +38,9 @@ TEST="$TEST strace e2fsprogs openssl libssl-dev"
 # the postinst; systemd for `systemd-analyze verify` of the units (it is
 # not started: a container keeps its own PID 1).
 TEST="$TEST dpkg-dev debhelper fakeroot lintian adduser systemd"
+# The metrics endpoint is read by the Prometheus project's own text parser
+# (tests/integration/test_operations.py).
+TEST="$TEST python3-prometheus-client"
 
 missing=""
 for p in $BUILD $TEST; do

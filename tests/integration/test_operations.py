@@ -32,6 +32,7 @@ from taplib import Skip, run, tmpdir
 from vsmtpdlib import Vsmtpd, VSMTPD, free_port
 from reportlib import milter_connect_verdict, milter_pkt, milter_read
 import vpsdlib
+import prometheus_client.parser as prometheus_parser
 
 VPSD = vpsdlib.VPSD
 # the daemons switch to nobody here, who must reach the files in the directory
@@ -52,47 +53,28 @@ def env_without_allow_root():
 
 # ---- the text format -------------------------------------------------------------
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\[\\"n])*)"(,|$)')
 
 
 def parse_metrics(text):
-    """{(name, ((label, value), ...)): float}, checking what a scraper checks."""
+    """{(name, ((label, value), ...)): float}, read by the Prometheus
+    project's own parser (python3-prometheus-client), which refuses what a
+    scraper would; plus the rules it lets pass: a final newline, HELP before
+    TYPE, every family declared once."""
     assert text.endswith("\n"), "no final newline"
-    helps, types, out = set(), {}, {}
+    helps, declared = set(), set()
     for line in text.splitlines():
-        if not line:
-            continue
         if line.startswith("# HELP "):
             helps.add(line.split(" ")[2])
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
+        elif line.startswith("# TYPE "):
+            name = line.split(" ")[2]
             assert name in helps, f"TYPE before HELP: {line}"
-            assert name not in types, f"family declared twice: {name}"
-            assert kind in ("counter", "gauge", "histogram"), line
-            types[name] = kind
-            continue
-        assert not line.startswith("#"), line
-        m = SAMPLE.match(line)
-        assert m, f"not a sample line: {line!r}"
-        name, labels = m.group(1), ()
-        family = name
-        if family not in types:
-            for suffix in ("_bucket", "_sum", "_count"):
-                if name.endswith(suffix) and types.get(name[: -len(suffix)]) == "histogram":
-                    family = name[: -len(suffix)]
-        assert family in types, f"sample without TYPE: {line}"
-        if m.group(3):
-            rest, pairs = m.group(3), []
-            while rest:
-                lm = LABEL.match(rest)
-                assert lm, f"bad labels in {line!r}"
-                value = lm.group(2).replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
-                pairs.append((lm.group(1), value))
-                rest = rest[lm.end():]
-            labels = tuple(pairs)
-        out[(name, labels)] = float(m.group(4))
+            assert name not in declared, f"family declared twice: {name}"
+            declared.add(name)
+    out = {}
+    for family in prometheus_parser.text_string_to_metric_families(text):
+        assert family.type in ("counter", "gauge", "histogram"), (family.name, family.type)
+        for sample in family.samples:
+            out[(sample.name, tuple(sample.labels.items()))] = float(sample.value)
     return out
 
 
