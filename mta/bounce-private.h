@@ -27,9 +27,6 @@ G_BEGIN_DECLS
 /* An ORCPT address type (RFC 3461 §4.2 atom; "rfc822", "utf-8") */
 #define BOUNCE_MAX_ADDR_TYPE 32
 
-/* Copy of s[0..len) safe for a header field or the report: control
- * characters and (unless utf8) 8-bit octets replaced, at most max octets. */
-char *vps_bounce_clean (const char *s, gsize len, gboolean utf8, gsize max);
 /* A report field value: xtext-encoded where RFC 3464 says so. */
 char *vps_bounce_report_value (const char *s);
 gboolean vps_bounce_check_address (const char *addr, const char *what, guint index, GError **error);

@@ -151,4 +151,11 @@ GBytes *vps_bounce_build (const VpsEnvelope *env, GBytes *original, VpsBounceKin
 char *vps_bounce_remote_result (const char *name, const char *addr, const char *reply,
                                 gssize reply_len);
 
+/* Text from outside (a peer's reply, an error message) made safe for one
+ * line of a header field, the report or the queue's envelope: runs of
+ * CR, LF, HT and SP become one space, other control characters and octets
+ * that are not UTF-8 (and, unless utf8, every non-ASCII character) '?',
+ * at most max octets, cut at a character boundary. */
+char *vps_bounce_clean (const char *s, gsize len, gboolean utf8, gsize max);
+
 G_END_DECLS

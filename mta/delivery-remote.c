@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "mta/bounce.h"
+#include "mta/delivery-slots.h"
 #include "mta/smtp-out.h"
 #include "vps/dns.h"
 #include "vps/log.h"
@@ -41,11 +42,7 @@ struct _VpsRemote
   char *tls_ca; /* [delivery] tls_ca the client was made with */
   GMutex lock;
   GCond cond;
-  /* connection slots; remote thread only */
-  GHashTable *busy; /* destination key -> GUINT_TO_POINTER (sessions in progress) */
-  guint n_busy;
-  GQueue waiting; /* Group*: waiting for a slot, oldest first */
-  gboolean admitting;
+  VpsSlots *slots; /* connection slots (delivery-slots.h); remote thread only */
 };
 
 G_DEFINE_QUARK (vps - remote - error - quark, vps_remote_error)
@@ -85,7 +82,7 @@ typedef struct
   guint tried;       /* addresses tried */
   gboolean applied;  /* a server's (or the client's) result is in the rcpts */
   char *last_result; /* for the deferred when nothing else was said */
-  char *slot_key;    /* the destination's key while it holds a slot */
+  VpsSlot *slot;     /* the connection slot it holds, or NULL */
 } Group;
 
 static void
@@ -98,8 +95,6 @@ set_rcpt (VpsQueueRcpt *r, VpsRcptState state, char *result)
   vps_metrics_count_delivery (vps_rcpt_state_name (state));
 }
 
-static void slot_release (VpsRemote *remote, char *key);
-
 static void
 group_free (Group *g)
 {
@@ -108,7 +103,6 @@ group_free (Group *g)
   g_clear_pointer (&g->hosts, g_ptr_array_unref);
   g_clear_pointer (&g->addrs, g_ptr_array_unref);
   g_free (g->last_result);
-  g_free (g->slot_key);
   g_free (g);
 }
 
@@ -134,12 +128,12 @@ group_done (Group *g)
 {
   RemoteJob *job = g->job;
   VpsRemote *remote = job->remote;
-  char *key = g_steal_pointer (&g->slot_key);
+  VpsSlot *slot = g->slot;
 
   group_free (g);
   if (--job->pending == 0)
     job_finish (job);
-  slot_release (remote, key);
+  vps_slots_release (remote->slots, slot);
 }
 
 /* Every recipient left in g gets state and result (a printf format). */
@@ -167,26 +161,13 @@ static void G_GNUC_PRINTF (3, 4) group_finish (Group *g, VpsRcptState state, con
 static void next_host (Group *g);
 static void try_address (Group *g);
 
-/* The result of one recipient, as the envelope stores it. */
-/* Text for the envelope (one line, valid UTF-8, bounded): the envelope
- * refuses control characters, and the text may quote a server. */
+/* Text for the envelope (one line, bounded): it refuses control
+ * characters, and the text may quote a server. */
 static char *
 one_line (const char *text)
 {
-  g_autofree char *valid = g_utf8_make_valid (text ? text : "", -1);
-  gsize len = strlen (valid);
-
-  if (len > VPS_BOUNCE_MAX_DIAGNOSTIC)
-    {
-      const char *end = g_utf8_find_prev_char (valid, valid + VPS_BOUNCE_MAX_DIAGNOSTIC + 1);
-
-      len = end ? (gsize)(end - valid) : 0;
-    }
-  valid[len] = '\0';
-  for (char *p = valid; *p != '\0'; p++)
-    if ((guchar)*p < 0x20 || *p == 0x7f)
-      *p = ' ';
-  return g_steal_pointer (&valid);
+  return vps_bounce_clean (text ? text : "", text ? strlen (text) : 0, TRUE,
+                           VPS_BOUNCE_MAX_DIAGNOSTIC);
 }
 
 static char *
@@ -443,97 +424,41 @@ mx_cb (GObject *source, GAsyncResult *ares, gpointer data)
 
 /* ---- connection slots ----------------------------------------------------------
  *
- * A group in progress holds one slot: it runs one SMTP session at a time
- * (addresses are tried one after the other).  At most [delivery]
- * max_connections slots in all and destination_concurrency per
- * destination (the recipient domain, or the relay target); a group that
- * finds none waits in `waiting` and starts when one is released, oldest
- * first among those that fit.  So a slow or dead destination holds its
- * own slots only, and the others' mail goes on. */
-
-static char *
-slot_key (const Group *g)
-{
-  return g_strdup_printf ("%c%u:%s", g->relay ? 'r' : 'd', g->port, g->dest);
-}
-
-static gboolean
-slot_take (Group *g)
-{
-  VpsRemote *remote = g->job->remote;
-  VpsConfig *cfg = g->job->cfg;
-  g_autofree char *key = slot_key (g);
-  guint busy = GPOINTER_TO_UINT (g_hash_table_lookup (remote->busy, key));
-
-  if (remote->n_busy >= (guint)vps_config_get_int (cfg, "delivery", "max_connections")
-      || busy >= (guint)vps_config_get_int (cfg, "delivery", "destination_concurrency"))
-    return FALSE;
-  g_hash_table_replace (remote->busy, g_strdup (key), GUINT_TO_POINTER (busy + 1));
-  remote->n_busy++;
-  g->slot_key = g_steal_pointer (&key);
-  return TRUE;
-}
+ * A group in progress holds one slot (mta/delivery-slots.h): it runs one
+ * SMTP session at a time (addresses are tried one after the other), so at
+ * most [delivery] max_connections sessions run in all and
+ * destination_concurrency to one destination — the recipient domain, or
+ * the relay target.  A slow or dead destination holds its own slots only,
+ * and the others' mail goes on. */
 
 static void group_run (Group *g);
 
-/* Start the waiting groups that fit now, oldest first.  A group that
- * starts may finish at once (cancelled) and release its slot, which
- * re-enters here: `admitting` keeps that to one pass at a time (the pass
- * sees the freed slot anyway). */
 static void
-slots_admit (VpsRemote *remote)
+slot_run (VpsSlot *slot, gpointer item, gpointer data)
 {
-  GList *l;
+  Group *g = item;
 
-  if (remote->admitting)
-    return;
-  remote->admitting = TRUE;
-  l = remote->waiting.head;
-  while (l != NULL)
-    {
-      Group *g = l->data;
-      GList *next = l->next;
-
-      if (g_cancellable_is_cancelled (remote->cancellable) || slot_take (g))
-        {
-          g_queue_delete_link (&remote->waiting, l);
-          group_run (g);
-          next = remote->waiting.head; /* the queue may have changed */
-        }
-      l = next;
-    }
-  remote->admitting = FALSE;
-}
-
-/* key: a group's slot_key, taken over (NULL: it held none). */
-static void
-slot_release (VpsRemote *remote, char *key)
-{
-  guint busy;
-
-  if (key == NULL)
-    return;
-  busy = GPOINTER_TO_UINT (g_hash_table_lookup (remote->busy, key));
-  if (busy <= 1)
-    g_hash_table_remove (remote->busy, key);
-  else
-    g_hash_table_replace (remote->busy, g_strdup (key), GUINT_TO_POINTER (busy - 1));
-  remote->n_busy--;
-  g_free (key);
-  slots_admit (remote);
+  g->slot = slot;
+  group_run (g);
 }
 
 static void
 group_start (Group *g)
 {
   VpsRemote *remote = g->job->remote;
+  VpsConfig *cfg = g->job->cfg;
+  g_autofree char *key = NULL;
 
-  if (!g_cancellable_is_cancelled (remote->cancellable) && !slot_take (g))
+  if (g_cancellable_is_cancelled (remote->cancellable))
     {
-      g_queue_push_tail (&remote->waiting, g);
+      group_run (g); /* ends at once, as interrupted */
       return;
     }
-  group_run (g);
+  key = g_strdup_printf ("%c%u:%s", g->relay ? 'r' : 'd', g->port, g->dest);
+  vps_slots_set_limits (remote->slots,
+                        (guint)vps_config_get_int (cfg, "delivery", "max_connections"),
+                        (guint)vps_config_get_int (cfg, "delivery", "destination_concurrency"));
+  vps_slots_submit (remote->slots, key, g);
 }
 
 static void
@@ -739,8 +664,7 @@ vps_remote_new (void)
   remote->context = g_main_context_new ();
   remote->loop = g_main_loop_new (remote->context, FALSE);
   remote->cancellable = g_cancellable_new ();
-  remote->busy = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_queue_init (&remote->waiting);
+  remote->slots = vps_slots_new (slot_run, NULL);
   remote->thread = g_thread_new ("vsmtpd-remote", remote_thread, remote);
   return remote;
 }
@@ -755,7 +679,7 @@ cancel_func (gpointer data)
   g_cancellable_cancel (remote->cancellable);
   if (remote->out != NULL)
     vps_smtp_out_close_idle (remote->out);
-  slots_admit (remote); /* the waiting groups end as interrupted */
+  vps_slots_flush (remote->slots); /* the waiting groups end as interrupted */
   return G_SOURCE_REMOVE;
 }
 
@@ -782,7 +706,7 @@ vps_remote_free (VpsRemote *remote)
   g_free (remote->helo_name);
   g_free (remote->tls_ca);
   g_object_unref (remote->cancellable);
-  g_hash_table_unref (remote->busy);
+  vps_slots_free (remote->slots);
   g_main_loop_unref (remote->loop);
   g_main_context_unref (remote->context);
   g_cond_clear (&remote->cond);
