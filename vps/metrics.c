@@ -66,8 +66,13 @@ static guint64 deliveries[N_DELIVERY];
 
 static GMutex series_lock;
 static GHashTable *rule_series; /* "stage\x1frule" → RuleSeries*; under series_lock */
-static GHashTable *conn_series; /* name → ConnSeries*; under series_lock */
-static GHashTable *conn_base;   /* name → ConnBase*; under series_lock */
+/* The rule names as the engine gives them → their series (borrowed from
+ * rule_series), so that counting a match (every stage, every worker) is a
+ * lookup without an allocation; at most RULE_INDEX_MAX names each. */
+static GHashTable *rule_index[RULES_N_STAGES];
+#define RULE_INDEX_MAX (4 * VPS_METRICS_MAX_SERIES)
+static GHashTable *conn_series;                        /* name → ConnSeries*; under series_lock */
+static GHashTable *conn_base;                          /* name → ConnBase*; under series_lock */
 static guint64 stage_base[RULES_N_STAGES][N_VERDICTS]; /* under series_lock */
 
 static void
@@ -95,6 +100,8 @@ ensure_tables (void)
   if (rule_series != NULL)
     return;
   rule_series = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, rule_series_free);
+  for (guint i = 0; i < RULES_N_STAGES; i++)
+    rule_index[i] = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   conn_series = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, conn_series_free);
   conn_base = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 }
@@ -165,7 +172,7 @@ vps_metrics_count_delivery (const char *state)
 
 /* Under series_lock: the series of (stage, rule), or "_other" when full. */
 static RuleSeries *
-rule_lookup (RulesStage stage, const char *rule)
+rule_lookup_slow (RulesStage stage, const char *rule)
 {
   g_autofree char *label = label_from (rule);
   g_autofree char *key = g_strdup_printf ("%d\x1f%s", (int)stage, label);
@@ -187,6 +194,22 @@ rule_lookup (RulesStage stage, const char *rule)
   s->stage = stage;
   s->rule = g_steal_pointer (&label);
   g_hash_table_insert (rule_series, g_steal_pointer (&key), s);
+  return s;
+}
+
+static RuleSeries *
+rule_lookup (RulesStage stage, const char *rule)
+{
+  RuleSeries *s;
+
+  if (rule == NULL)
+    return rule_lookup_slow (stage, rule);
+  s = g_hash_table_lookup (rule_index[stage], rule);
+  if (s != NULL)
+    return s;
+  s = rule_lookup_slow (stage, rule);
+  if (g_hash_table_size (rule_index[stage]) < RULE_INDEX_MAX)
+    g_hash_table_insert (rule_index[stage], g_strdup (rule), s);
   return s;
 }
 
@@ -298,6 +321,8 @@ vps_metrics_reset (void)
   g_mutex_lock (&series_lock);
   if (rule_series != NULL)
     {
+      for (guint i = 0; i < RULES_N_STAGES; i++)
+        g_hash_table_remove_all (rule_index[i]);
       g_hash_table_remove_all (rule_series);
       g_hash_table_remove_all (conn_series);
       g_hash_table_remove_all (conn_base);
