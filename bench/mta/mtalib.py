@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(SRC, "bench", "milter"))
 import postfixlib  # noqa: E402
 from postfixlib import Postfix, SmtpSink, free_port, wait_listening  # noqa: E402
 from bench_milter import tree_cpu  # noqa: E402
+from procstat import proc_status, status_kb  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DOMAIN = "bench.test"
@@ -57,18 +58,6 @@ def _stat_fields(path):
     head, _, tail = raw.rpartition(")")
     return head.partition("(")[2], tail.split()
 
-
-def proc_status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
-def status_kb(status, key):
-    return int(status.get(key, "0 kB").split()[0])
 
 
 def process_cpu(pid):
@@ -284,7 +273,23 @@ def _make_maildir(root, uid, gid):
 
 # ----------------------------------------------------------------- servers
 
-class PostfixMaildir:
+class _MaildirMixin:
+    """What both servers do with the maildir they deliver into (new_dir)."""
+
+    def clear_maildir(self):
+        clear_dir_files(self.new_dir)
+
+    def watch(self):
+        return DirWatch(self.new_dir)
+
+    def delivered(self):
+        return count_files(self.new_dir)
+
+    def sink_cpu(self):
+        return 0.0
+
+
+class PostfixMaildir(_MaildirMixin):
     """Postfix with its normal durable queue (cleanup fsyncs every queue
     file before the 250) and local delivery into one maildir through
     virtual(8), which fsyncs the file before linking it into new/."""
@@ -338,18 +343,6 @@ class PostfixMaildir:
     def wait_idle(self, timeout=60):
         self.pf.wait_queue_empty(timeout)
 
-    def clear_maildir(self):
-        clear_dir_files(self.new_dir)
-
-    def watch(self):
-        return DirWatch(self.new_dir)
-
-    def delivered(self):
-        return count_files(self.new_dir)
-
-    def sink_cpu(self):
-        return 0.0
-
     def rss_kb(self):
         return sum(status_kb(proc_status(p), "VmRSS") for p in self.pf.pids())
 
@@ -382,7 +375,7 @@ default = maildir:{vmail}/%d/%l
 """
 
 
-class Vsmtpd:
+class Vsmtpd(_MaildirMixin):
     name = "vsmtpd"
 
     def __init__(self, binary, dir, rules_text, workers=2, max_connections=1000,
@@ -482,18 +475,6 @@ class Vsmtpd:
                 raise AssertionError(f"vsmtpd queue not empty after {timeout}s: "
                                      f"{self.queue_left()} messages")
             time.sleep(0.05)
-
-    def clear_maildir(self):
-        clear_dir_files(self.new_dir)
-
-    def watch(self):
-        return DirWatch(self.new_dir)
-
-    def delivered(self):
-        return count_files(self.new_dir)
-
-    def sink_cpu(self):
-        return 0.0
 
     def rss_kb(self):
         return status_kb(proc_status(self.proc.pid), "VmRSS")

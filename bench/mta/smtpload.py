@@ -20,6 +20,8 @@
 """
 import argparse, asyncio, json, math, os, resource, socket, sys, time
 
+from procstat import proc_status, status_kb
+
 SENDER = "bench@example.com"
 RCPT = "mail@bench.test"
 # Longest reply line we accept from a server under test (RFC 5321: 512).
@@ -145,18 +147,6 @@ async def latency_run(a):
 
 # ---------------------------------------------------------------- sessions
 
-def _status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
-def _kb(st, key):
-    return int(st.get(key, "0 kB").split()[0])
-
 
 def _recv_reply(sock, buf):
     """(code, rest of buffer) of one reply read from a blocking socket."""
@@ -180,7 +170,7 @@ def sessions_run(a):
     if soft < a.count + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, a.count + 1000), hard))
     fds = lambda: len(os.listdir(f"/proc/{a.pid}/fd"))
-    idle, idle_fds = _status(a.pid), fds()
+    idle, idle_fds = proc_status(a.pid), fds()
     socks, failed = [], []
     t0 = time.monotonic()
     try:
@@ -206,7 +196,7 @@ def sessions_run(a):
                     break
         open_s = time.monotonic() - t0
         time.sleep(a.settle)
-        busy, busy_fds = _status(a.pid), fds()
+        busy, busy_fds = proc_status(a.pid), fds()
         # Every session must still be alive: one NOOP each proves it.
         alive = 0
         for s in socks:
@@ -223,15 +213,15 @@ def sessions_run(a):
             except OSError:
                 pass
     time.sleep(a.settle)
-    after = _status(a.pid)
+    after = proc_status(a.pid)
     return {
         "sessions": a.count, "opened": len(socks), "alive": alive, "failed": failed[:5],
         "open_seconds": round(open_s, 3),
-        "rss_idle_kb": _kb(idle, "VmRSS"), "rss_sessions_kb": _kb(busy, "VmRSS"),
-        "rss_after_kb": _kb(after, "VmRSS"), "hwm_kb": _kb(after, "VmHWM"),
+        "rss_idle_kb": status_kb(idle, "VmRSS"), "rss_sessions_kb": status_kb(busy, "VmRSS"),
+        "rss_after_kb": status_kb(after, "VmRSS"), "hwm_kb": status_kb(after, "VmHWM"),
         "threads_idle": int(idle["Threads"]), "threads_sessions": int(busy["Threads"]),
         "fds_idle": idle_fds, "fds_sessions": busy_fds,
-        "kb_per_session": (_kb(busy, "VmRSS") - _kb(idle, "VmRSS")) / max(len(socks), 1),
+        "kb_per_session": (status_kb(busy, "VmRSS") - status_kb(idle, "VmRSS")) / max(len(socks), 1),
     }
 
 
