@@ -40,7 +40,7 @@ import grp, os, pwd, re, shlex, shutil, signal, socket, stat, struct, subprocess
 
 sys.path.insert(0, os.path.dirname(__file__))
 import taplib
-from taplib import run, tmpdir, free_port
+from taplib import Skip, run, tmpdir, free_port
 from postfixlib import Postfix, SmtpSink, swaks, rcpt_reply, eod_reply, wait_listening
 
 SRC = os.environ["VPS_SRCDIR"]
@@ -596,6 +596,27 @@ def test_start_services():
     wait_log("vsmtpd", r"loaded config=/etc/vps/vps.conf")
 
 
+def test_unit_sandbox():
+    """The running daemons see the file system the units give them: /usr and
+    /etc read-only (ProtectSystem=strict), their ReadWritePaths= writable.
+    Checked from inside each daemon's own mount namespace."""
+    need_installed()
+    if not SYSTEMD and not sandbox_available():
+        raise Skip("no mount namespace in this container: the units' sandbox is not emulated")
+    for name in ("vpsd", "vsmtpd"):
+        keys = unit(name + ".service")
+        pid = str(main_pid(name))
+        for path in ("/usr/.vps-sandbox-probe", "/etc/vps/.vps-sandbox-probe"):
+            p = sh(["nsenter", "-t", pid, "-m", "--", "touch", path], check=False)
+            assert p.returncode != 0 and "Read-only file system" in p.stderr, \
+                f"{name} can write {path}: {p.stderr!r}"
+        for rw in (d.lstrip("-") for v in keys.get("ReadWritePaths", []) for d in v.split()):
+            probe = os.path.join(rw, ".vps-sandbox-probe")
+            p = sh(["nsenter", "-t", pid, "-m", "--", "sh", "-c", f"touch {probe} && rm {probe}"],
+                   check=False)
+            assert p.returncode == 0, f"{name} cannot write {rw}: {p.stderr!r}"
+
+
 def test_reload():
     """ExecReload (kill -HUP $MAINPID) reloads; the new generation is logged."""
     need_installed()
@@ -753,5 +774,5 @@ def test_purge():
 
 if __name__ == "__main__":
     run([test_preconditions, test_build, test_install, test_units, test_shipped_config,
-         test_vpsctl_run_installed_rules, test_start_services, test_reload,
+         test_vpsctl_run_installed_rules, test_start_services, test_unit_sandbox, test_reload,
          test_vsmtpd_local_delivery, test_postfix_milter, test_purge])
