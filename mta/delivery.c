@@ -521,11 +521,16 @@ pool_func (gpointer data, gpointer user_data)
   do
     {
       PassNext next;
+      gboolean stopping;
 
       g_mutex_lock (&delivery->lock);
-      next = delivery->stopping && !pass->remote_done ? PASS_DONE : PASS_FINISH;
+      stopping = delivery->stopping;
       g_mutex_unlock (&delivery->lock);
-      if (next == PASS_FINISH && !pass->remote_done)
+      if (pass->remote_done)
+        next = PASS_FINISH; /* back from the remote thread: record it */
+      else if (stopping)
+        next = PASS_DONE; /* not started: the next start takes it */
+      else
         next = pass_start (pass);
 
       if (next == PASS_REMOTE)
